@@ -1,0 +1,29 @@
+# mmcluster — two commands do everything on a fresh machine:
+#   make demo   generate toy data, train a small model on CPU for a few minutes, evaluate, draw predictions
+#   make test   the test suite (fast default; `make test-slow` adds the end-to-end runs)
+# Both create .venv and install the pinned stack first (tools/setup/setup_env.sh; cheap when done).
+PY := .venv/bin/python
+DEMO_MINUTES ?= 4
+
+.PHONY: setup demo test test-slow test-all baselines clean-venv
+
+setup:
+	@bash tools/setup/setup_env.sh
+
+demo: setup
+	@$(PY) tools/demo.py --minutes $(DEMO_MINUTES)
+
+test: setup
+	@$(PY) -m pytest tests -q -m "not slow" --durations=15
+
+test-slow: setup
+	@$(PY) -m pytest tests -q -m slow --durations=15
+
+test-all: setup
+	@$(PY) -m pytest tests -q --durations=25
+
+baselines: setup
+	@$(PY) tools/benchmark/train_baselines.py
+
+clean-venv:
+	rm -rf .venv

@@ -1,0 +1,3 @@
+from .context_cluster import ContextClusterLayer
+
+__all__ = ['ContextClusterLayer']

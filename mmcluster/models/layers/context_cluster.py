@@ -1,0 +1,222 @@
+"""Context-cluster token mixer of Context Clusters (CoC).
+
+Paper: Xu Ma et al., "Image as Set of Points", ICLR 2023 (Context Clusters), Sec. 3.2.
+
+For one head and one region holding the points ``n = 1..N`` (features ``x_n``), the layer computes
+
+* similarity space and value space (1x1 projections): ``x'_n = W_f x_n``, ``v_n = W_v x_n``;
+* centres ``c_m`` and value centres ``v^c_m`` (``m = 1..M``, ``M = p_h * p_w``) by adaptive average pooling of
+  ``x'`` and ``v`` over the region, with the bins of :class:`torch.nn.AdaptiveAvgPool2d`:
+  bin ``i`` of a side of length ``S`` pooled to ``p`` is ``[floor(i*S/p), ceil((i+1)*S/p))`` (bins overlap when
+  ``p`` does not divide ``S``, e.g. 7 -> 2 gives ``[0, 4)`` and ``[3, 7)``);
+* similarity ``s_mn = sigmoid(beta + alpha * cos(c_m, x'_n))`` with scalar ``alpha`` (init 1) and ``beta``
+  (init 0) shared by all heads;
+* hard assignment ``a_mn = 1[m = argmax_m' s_m'n]`` and ``s^_mn = s_mn * a_mn``;
+* aggregation (paper Eq. 1) ``g_m = (v^c_m + sum_n s^_mn v_n) / (1 + sum_n s^_mn)``  (``norm_by='sim'``),
+  or with the denominator ``1 + sum_n a_mn`` of the original code and of all generation-1 checkpoints
+  (``norm_by='mask'``);
+* dispatch (paper Eq. 2, before its FC) ``y_n = sum_m s^_mn g_m``;
+
+then merges regions and heads (heads are contiguous channel blocks) and applies the FC ``W_proj`` (1x1 conv).
+The residual connection of Eq. 2 is the block's (see the backbone). Aggregation and dispatch are batched
+matrix products (``bmm``), not broadcasts.
+
+Any input size: the official code splits the map into ``fold_h x fold_w`` equal regions and asserts
+divisibility. Here the regions are **uneven** when the size is not divisible: along a side of length ``S``
+split into ``f`` regions, region ``k`` covers ``[floor(k*S/f), floor((k+1)*S/f))`` (sizes ``floor(S/f)`` or
+``ceil(S/f)``); if ``S < f`` the side is split into ``S`` regions of one row/column (never an empty region).
+Each region is then pooled with adaptive-pool bins computed on **its own size**, so every centre is the mean
+of real points only; there is no padding content anywhere. Internally the regions are gathered into a
+``[regions, L_max]`` layout; the slots beyond a smaller region's size are masked out of the pooling weights,
+of ``s^`` and of ``a`` (so they never enter a centre, a sum or a count) and are dropped when scattering back.
+When the size is divisible the result equals the official (equal-region) computation exactly.
+"""
+from functools import lru_cache
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IntPair = Union[int, Sequence[int]]
+
+NORM_BY = ('sim', 'mask')
+
+
+def _pair(v: IntPair, name: str) -> Tuple[int, int]:
+    if isinstance(v, int):
+        out = (v, v)
+    else:
+        out = tuple(int(i) for i in v)
+        if len(out) != 2:
+            raise ValueError(f'{name} must be an int or a pair (h, w), got {v!r}')
+    if min(out) < 1:
+        raise ValueError(f'{name} must be >= 1, got {v!r}')
+    return out
+
+
+def split_bounds(size: int, fold: int) -> torch.Tensor:
+    """Region boundaries along one side: ``floor(k*size/f)`` for ``k = 0..f`` with ``f = min(fold, size)``."""
+    f = min(fold, size)
+    return torch.div(torch.arange(f + 1) * size, f, rounding_mode='floor')
+
+
+def _adaptive_bins(sizes: torch.Tensor, p: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """AdaptiveAvgPool bins ``[floor(i*S/p), ceil((i+1)*S/p))`` for each region size S -> ``[R, p]`` each."""
+    i = torch.arange(p)
+    start = torch.div(i[None] * sizes[:, None], p, rounding_mode='floor')
+    end = -torch.div(-(i[None] + 1) * sizes[:, None], p, rounding_mode='floor')  # ceil
+    return start, end
+
+
+def _side_pool(sizes: torch.Tensor, p: int, lmax: int) -> torch.Tensor:
+    """Per-side averaging weights ``[R, p, lmax]``: 1/|bin| inside bin i of a region of size S, else 0."""
+    start, end = _adaptive_bins(sizes, p)
+    j = torch.arange(lmax)[None, None]
+    inside = (j >= start[..., None]) & (j < end[..., None])
+    return inside.double() / (end - start)[..., None].double()
+
+
+@lru_cache(maxsize=128)
+def _layout(h: int, w: int, fold: Tuple[int, int], proposal: Tuple[int, int], device: torch.device):
+    """Gather/scatter indices, validity mask and pooling matrices of the (possibly uneven) regions.
+
+    Returns ``(gather, scatter, valid, pool, n_regions, lmax)``: ``gather [R*L]`` flat map positions of the
+    region slots (clamped for invalid slots), ``scatter [h*w]`` slot of every map position, ``valid [R, L]``
+    bool (``None`` when all regions have the same size), ``pool [R or 1, M, L]`` float64 (rows sum to 1),
+    with ``L = lmax`` the slots per region and M = p_h * p_w centres per region (row-major).
+    """
+    rb, cb = split_bounds(h, fold[0]), split_bounds(w, fold[1])
+    rh, rw = rb[1:] - rb[:-1], cb[1:] - cb[:-1]  # region heights [fh], widths [fw]
+    fh, fw = len(rh), len(rw)
+    mh, mw = int(rh.max()), int(rw.max())
+    lmax = mh * mw
+    # slot (i, j) of region (a, b) -> map position (rb[a] + i, cb[b] + j)
+    i = torch.arange(mh)
+    j = torch.arange(mw)
+    rows = rb[:-1, None] + i[None]  # [fh, mh]
+    cols = cb[:-1, None] + j[None]  # [fw, mw]
+    valid_r = i[None] < rh[:, None]  # [fh, mh]
+    valid_c = j[None] < rw[:, None]  # [fw, mw]
+    pos = rows.clamp(max=h - 1)[:, None, :, None] * w + cols.clamp(max=w - 1)[None, :, None, :]
+    gather = pos.reshape(-1)  # [(fh fw mh mw)]
+    valid = (valid_r[:, None, :, None] & valid_c[None, :, None, :]).reshape(fh * fw, lmax)
+    slot = torch.arange(gather.numel())
+    scatter = torch.empty(h * w, dtype=torch.long)
+    vflat = valid.reshape(-1)
+    scatter[gather[vflat]] = slot[vflat]
+    # separable adaptive-pool weights on each region's own size
+    prow = _side_pool(rh, proposal[0], mh)  # [fh, ph, mh]
+    pcol = _side_pool(rw, proposal[1], mw)  # [fw, pw, mw]
+    pool = prow[:, None, :, None, :, None] * pcol[None, :, None, :, None, :]  # [fh, fw, ph, pw, mh, mw]
+    pool = pool.reshape(fh * fw, proposal[0] * proposal[1], lmax)
+    uniform = bool(valid.all())
+    if uniform:
+        pool = pool[:1]
+    return (gather.to(device), scatter.to(device), None if uniform else valid.to(device), pool.to(device),
+            fh * fw, lmax)
+
+
+class ContextClusterLayer(nn.Module):
+    """Context-cluster token mixer (CoC, ICLR 2023, Eq. 1-2), for any map size.
+
+    Args:
+        dim: input / output channels C.
+        heads: number of heads E.
+        head_dim: channels d per head (similarity and value space).
+        proposal: centres per region per side ``p`` or ``(p_h, p_w)`` (``M = p_h * p_w``).
+        fold: regions per side ``f`` or ``(f_h, f_w)``; ``1`` = no partition. Non-divisible maps get uneven
+            regions (see the module docstring); a side shorter than its fold gets one region per row/column.
+        norm_by: aggregation denominator, ``'sim'`` -> ``1 + sum s^`` (paper Eq. 1, generation-2 checkpoints),
+            ``'mask'`` -> ``1 + sum a`` (original code, generation-1 checkpoints).
+        keep_assign: if True, every forward stores the assignment in ``self.last_assign`` (see ``forward``).
+
+    Parameters are named as in the official HEAD code: ``f``, ``v``, ``proj`` (1x1 convs), ``sim_alpha``,
+    ``sim_beta`` (shape ``[1]``).
+    """
+
+    def __init__(self,
+                 dim: int,
+                 heads: int = 4,
+                 head_dim: int = 24,
+                 proposal: IntPair = 2,
+                 fold: IntPair = 2,
+                 norm_by: str = 'sim',
+                 keep_assign: bool = False) -> None:
+        super().__init__()
+        if norm_by not in NORM_BY:
+            raise ValueError(f'norm_by must be one of {NORM_BY}, got {norm_by!r}')
+        self.dim = dim
+        self.heads = heads
+        self.head_dim = head_dim
+        self.proposal = _pair(proposal, 'proposal')
+        self.fold = _pair(fold, 'fold')
+        self.norm_by = norm_by
+        self.keep_assign = keep_assign
+        self.last_assign: Optional[torch.Tensor] = None
+        inner = heads * head_dim
+        self.f = nn.Conv2d(dim, inner, 1)
+        self.v = nn.Conv2d(dim, inner, 1)
+        self.proj = nn.Conv2d(inner, dim, 1)
+        self.sim_alpha = nn.Parameter(torch.ones(1))
+        self.sim_beta = nn.Parameter(torch.zeros(1))
+
+    def extra_repr(self) -> str:
+        return (f'dim={self.dim}, heads={self.heads}, head_dim={self.head_dim}, proposal={self.proposal}, '
+                f'fold={self.fold}, norm_by={self.norm_by!r}')
+
+    def forward(self, x: torch.Tensor, return_assign: bool = False):
+        """``x [B, C, H, W]`` -> ``[B, C, H, W]``.
+
+        With ``return_assign=True`` also returns the assignment ``[B, E, H, W]`` (int64): for every head and
+        point, the global id ``region * M + m`` of its centre, regions numbered row-major over the
+        ``f_h x f_w`` grid actually used and centres row-major over ``p_h x p_w`` within a region.
+        """
+        B, _, H, W = x.shape
+        E, d = self.heads, self.head_dim
+        gather, scatter, valid, pool, R, L = _layout(H, W, self.fold, self.proposal, x.device)
+        M = pool.shape[1]
+        N = H * W
+
+        # [B, 2, E, d, N] -> points of every (batch, head), channels-last: [B, E, N, 2, d]
+        fv = torch.cat([self.f(x), self.v(x)], dim=1).reshape(B, 2, E, d, N).permute(0, 2, 4, 1, 3)
+        if R == 1 and L == N:  # single region: gather is the identity
+            pts = fv.reshape(B * E, L, 2 * d)
+        else:
+            pts = fv.index_select(2, gather).reshape(B * E * R, L, 2 * d)
+        dt = pts.dtype
+        # centres (both spaces at once): [B*E, R, M, 2d] = pool [R|1, M, L] @ points [B*E, R, L, 2d]
+        centres = torch.matmul(pool.to(dt), pts.view(B * E, R, L, 2 * d)).reshape(B * E * R, M, 2 * d)
+        xf, val = pts[..., :d], pts[..., d:]
+        cf, cv = centres[..., :d], centres[..., d:]
+
+        cos = torch.bmm(F.normalize(cf, dim=-1), F.normalize(xf, dim=-1).transpose(1, 2))  # [b, M, L]
+        sim = torch.sigmoid(self.sim_beta + self.sim_alpha * cos)
+        idx = sim.argmax(dim=1)  # [b, L]
+        mask = F.one_hot(idx, M).transpose(1, 2).to(sim.dtype)  # [b, M, L]
+        if valid is not None:
+            mask = (mask.view(B * E, R, M, L) * valid[:, None].to(mask.dtype)).view(B * E * R, M, L)
+        s_hat = sim * mask
+        denom = s_hat if self.norm_by == 'sim' else mask
+        g = (torch.bmm(s_hat, val) + cv) / (1.0 + denom.sum(dim=-1, keepdim=True))  # [b, M, d]
+        y = torch.bmm(s_hat.transpose(1, 2), g)  # [b, L, d]
+
+        if R == 1 and L == N:
+            y = y.view(B, E, N, d)
+        else:
+            y = y.view(B, E, R * L, d).index_select(2, scatter)
+        y = y.permute(0, 1, 3, 2).reshape(B, E * d, H, W)
+        out = self.proj(y)
+
+        if return_assign or self.keep_assign:
+            with torch.no_grad():
+                gid = idx.view(B, E, R, L) + torch.arange(R, device=idx.device).view(1, 1, R, 1) * M
+                gid = gid.view(B, E, R * L)
+                if not (R == 1 and L == N):
+                    gid = gid.index_select(2, scatter)
+                assign = gid.view(B, E, H, W)
+            if self.keep_assign:
+                self.last_assign = assign
+            if return_assign:
+                return out, assign
+        return out

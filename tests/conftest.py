@@ -1,0 +1,41 @@
+"""Shared fixtures: the toy datasets (generated once per session) and repository paths."""
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `import mmcluster` from the checkout, also without `pip install -e`
+
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+
+def load_tool(relpath: str):
+    """Import a script under tools/ (not a package) as a module."""
+    path = REPO / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope='session')
+def toy_data(tmp_path_factory) -> Path:
+    """A small toy data root (COCO instances + panoptic, ADE20K layout, ImageNet folders).
+
+    Set ``MMCLUSTER_TOY_DATA`` to reuse an existing root (e.g. the demo's ``data/toy``).
+    """
+    existing = os.environ.get('MMCLUSTER_TOY_DATA')
+    if existing:
+        return Path(existing)
+    root = tmp_path_factory.mktemp('toy')
+    make_toy_data = load_tool('tools/make_toy_data.py').make_toy_data
+    make_toy_data(root, seed=0, num_train=16, num_val=8, num_cls_per_class=6, num_cls_val_per_class=3)
+    return root
