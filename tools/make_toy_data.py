@@ -39,8 +39,6 @@ Output layout under ``OUT``::
 Stale files from an earlier, larger run are removed from the folders written here (only files
 whose names follow the patterns above), so a folder scan sees exactly the current set.
 """
-from __future__ import annotations
-
 import argparse
 import colorsys
 import io
@@ -49,7 +47,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -91,6 +89,8 @@ _SCENE_KEY, _CLS_KEY = 0, 1
 _SPLIT_KEY = {'train': 0, 'val': 1}
 
 
+# Plain (non-string) annotations: dataclasses then need no sys.modules entry, so the file can be
+# loaded with importlib.util.spec_from_file_location as tests and configs do.
 @dataclass
 class Scene:
     """One rendered synthetic scene.
@@ -341,12 +341,19 @@ def _render(rng: np.random.Generator, stuff_map: np.ndarray, instance_map: np.nd
     h, w = stuff_map.shape
     img = np.zeros((h, w, 3), np.float32)
     for idx in np.unique(stuff_map):
-        region = stuff_map == idx
-        img[region] = _STUFF_TEXTURES[STUFF_CLASSES[idx]](rng, h, w)[region]
+        texture = _STUFF_TEXTURES[STUFF_CLASSES[idx]](rng, h, w)
+        np.copyto(img, texture, where=(stuff_map == idx)[..., None])
     for k in range(1, num_things + 1):
         region = instance_map == k
-        img[region] = _thing_texture(rng, h, w)[region]
-    img += rng.normal(0, 0.015, img.shape).astype(np.float32)
+        ys, xs = np.nonzero(region)
+        if ys.size == 0:
+            continue  # a distractor hidden by the main object
+        # Only the bounding box is textured: most things are small.
+        box = np.s_[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        crop = img[box]
+        texture = _thing_texture(rng, crop.shape[0], crop.shape[1])
+        np.copyto(crop, texture, where=region[box][..., None])
+    img += rng.standard_normal(img.shape, dtype=np.float32) * 0.015
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -659,7 +666,7 @@ def _write_imagenet_split(out: Path, split: str, per_class: int, seed: int,
     stats[f'imagenet/{split}'] = f'{len(lines)} images, {len(THING_CLASSES)} classes'
 
 
-def make_toy_data(out_dir: str | Path, seed: int = 0, num_train: int = 240, num_val: int = 60,
+def make_toy_data(out_dir: Union[str, Path], seed: int = 0, num_train: int = 240, num_val: int = 60,
                   num_cls_per_class: int = 60, num_cls_val_per_class: Optional[int] = None,
                   tasks: Sequence[str] = TASKS, verbose: bool = False) -> Dict[str, str]:
     """Writes the toy datasets under ``out_dir`` (layout in the module docstring).

@@ -1,1 +1,3 @@
+from .config import load_config
 
+__all__ = ['load_config']

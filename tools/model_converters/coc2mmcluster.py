@@ -118,7 +118,8 @@ def check_load(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module) -> T
     result = model.load_state_dict(loadable, strict=False)
     unexpected = list(result.unexpected_keys) + [
         f'{k} (shape {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)})' for k in bad_shape]
-    return list(result.missing_keys), unexpected
+    missing = [k for k in result.missing_keys if k not in bad_shape]  # mismatches are listed once, above
+    return missing, unexpected
 
 
 def build_backbone(arch, info: dict, proposal: Optional[int] = None):

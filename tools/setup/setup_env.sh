@@ -63,7 +63,7 @@ if ! "$PY" -c "import mmcv, mmcv._ext" 2>/dev/null || ! have mmcv 2.1.0; then
 fi
 
 log "OpenMMLab toolkits"
-$PIP -r requirements/openmmlab.txt
+$PIP --no-deps -r requirements/openmmlab.txt
 # panopticapi-lite pins numpy<2 and openmim drags in openxlab (pins setuptools~=60.2): no deps.
 $PIP --no-deps panopticapi-lite==0.2.0 openmim==0.3.9
 

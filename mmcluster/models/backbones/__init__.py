@@ -1,3 +1,4 @@
+from .clustr import ClusTR
 from .context_cluster import ContextCluster
 
-__all__ = ['ContextCluster']
+__all__ = ['ContextCluster', 'ClusTR']

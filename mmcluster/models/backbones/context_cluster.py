@@ -156,7 +156,7 @@ class ContextCluster(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
             if arch not in self.arch_settings:
-                raise KeyError(f'Unknown arch {arch!r}; valid: {sorted(self.arch_settings)} or a dict')
+                raise KeyError(f'Unknown arch {arch!r}; valid: {list(self.arch_settings)} or a dict')
             arch = self.arch_settings[arch]
         elif isinstance(arch, dict):
             missing = [k for k in ARCH_KEYS if k not in arch]

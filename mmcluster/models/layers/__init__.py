@@ -1,3 +1,8 @@
+from .clustering_attention import ClusteringAttention
 from .context_cluster import ContextClusterLayer
+from .dpc_knn import cluster_softmax_weights, dpc_knn, dpc_knn_dense, dpc_knn_multi, merge_tokens
 
-__all__ = ['ContextClusterLayer']
+__all__ = [
+    'ContextClusterLayer', 'ClusteringAttention', 'dpc_knn', 'dpc_knn_multi', 'dpc_knn_dense', 'merge_tokens',
+    'cluster_softmax_weights'
+]

@@ -30,6 +30,15 @@ of real points only; there is no padding content anywhere. Internally the region
 ``[regions, L_max]`` layout; the slots beyond a smaller region's size are masked out of the pooling weights,
 of ``s^`` and of ``a`` (so they never enter a centre, a sum or a count) and are dropped when scattering back.
 When the size is divisible the result equals the official (equal-region) computation exactly.
+Compared with pad-then-crop (pad the map to a multiple of the fold, mask the padding): there the bins of the
+last regions would be laid out on the padded size, so their centres would average fewer real points (and a
+bin lying wholly in the padding would give an empty centre); with uneven regions every region has exactly
+``p_h x p_w`` centres placed evenly over real points. Each side is split independently (the official code
+partitions only when both folds are > 1; the two agree for the square folds of all official variants).
+
+Implementation: the 1x1 convolutions ``f``, ``v``, ``proj`` (kept as ``nn.Conv2d`` so that official
+state_dicts load unchanged) are applied as linear maps on channels-last points that are first gathered into
+the region layout; centres are one matrix product with the (cached) pooling weights.
 """
 from functools import lru_cache
 from typing import Optional, Sequence, Tuple, Union
@@ -172,48 +181,51 @@ class ContextClusterLayer(nn.Module):
         point, the global id ``region * M + m`` of its centre, regions numbered row-major over the
         ``f_h x f_w`` grid actually used and centres row-major over ``p_h x p_w`` within a region.
         """
-        B, _, H, W = x.shape
+        B, C, H, W = x.shape
         E, d = self.heads, self.head_dim
         gather, scatter, valid, pool, R, L = _layout(H, W, self.fold, self.proposal, x.device)
         M = pool.shape[1]
         N = H * W
+        regions = not (R == 1 and L == N)  # False: one region, the gather is the identity
 
-        # [B, 2, E, d, N] -> points of every (batch, head), channels-last: [B, E, N, 2, d]
-        fv = torch.cat([self.f(x), self.v(x)], dim=1).reshape(B, 2, E, d, N).permute(0, 2, 4, 1, 3)
-        if R == 1 and L == N:  # single region: gather is the identity
-            pts = fv.reshape(B * E, L, 2 * d)
-        else:
-            pts = fv.index_select(2, gather).reshape(B * E * R, L, 2 * d)
-        dt = pts.dtype
-        # centres (both spaces at once): [B*E, R, M, 2d] = pool [R|1, M, L] @ points [B*E, R, L, 2d]
-        centres = torch.matmul(pool.to(dt), pts.view(B * E, R, L, 2 * d)).reshape(B * E * R, M, 2 * d)
-        xf, val = pts[..., :d], pts[..., d:]
+        # channels-last points, gathered into the region layout [B, R*L, C] (gathering C channels is
+        # cheaper than gathering the 2*E*d projected ones); f and v as one linear map
+        pts = x.flatten(2).transpose(1, 2)
+        if regions:
+            pts = pts[:, gather]
+        w_fv = torch.cat([self.f.weight, self.v.weight]).flatten(1)
+        b_fv = torch.cat([self.f.bias, self.v.bias])
+        fv = F.linear(pts, w_fv, b_fv)  # [B, R*L, 2*E*d], channels (f|v, head, d)
+        fv = fv.view(B, R, L, 2, E, d).permute(0, 4, 1, 2, 3, 5).reshape(B * E * R, L, 2 * d)
+        # centres of both spaces at once: [B*E, R, M, 2d] = pool [R|1, M, L] @ points [B*E, R, L, 2d]
+        centres = torch.matmul(pool.to(fv.dtype), fv.view(B * E, R, L, 2 * d)).view(B * E * R, M, 2 * d)
+        xf, val = fv[..., :d], fv[..., d:]
         cf, cv = centres[..., :d], centres[..., d:]
 
-        cos = torch.bmm(F.normalize(cf, dim=-1), F.normalize(xf, dim=-1).transpose(1, 2))  # [b, M, L]
+        cos = torch.bmm(F.normalize(xf, dim=-1), F.normalize(cf, dim=-1).transpose(1, 2))  # [b, L, M]
         sim = torch.sigmoid(self.sim_beta + self.sim_alpha * cos)
-        idx = sim.argmax(dim=1)  # [b, L]
-        mask = F.one_hot(idx, M).transpose(1, 2).to(sim.dtype)  # [b, M, L]
-        if valid is not None:
-            mask = (mask.view(B * E, R, M, L) * valid[:, None].to(mask.dtype)).view(B * E * R, M, L)
+        idx = sim.argmax(dim=-1)  # [b, L]; ties -> lowest centre index
+        mask = F.one_hot(idx, M).to(sim.dtype)  # a: [b, L, M]
+        if valid is not None:  # slots beyond a smaller region's size: out of every sum
+            mask = (mask.view(B * E, R, L, M) * valid[:, :, None].to(mask.dtype)).view(B * E * R, L, M)
         s_hat = sim * mask
         denom = s_hat if self.norm_by == 'sim' else mask
-        g = (torch.bmm(s_hat, val) + cv) / (1.0 + denom.sum(dim=-1, keepdim=True))  # [b, M, d]
-        y = torch.bmm(s_hat.transpose(1, 2), g)  # [b, L, d]
+        g = (torch.bmm(s_hat.transpose(1, 2), val) + cv) / (1.0 + denom.sum(dim=1).unsqueeze(-1))  # [b, M, d]
+        y = torch.bmm(s_hat, g)  # [b, L, d]
 
-        if R == 1 and L == N:
-            y = y.view(B, E, N, d)
-        else:
-            y = y.view(B, E, R * L, d).index_select(2, scatter)
-        y = y.permute(0, 1, 3, 2).reshape(B, E * d, H, W)
-        out = self.proj(y)
+        # merge heads -> [B, R*L, E*d], FC, back to the map
+        y = y.view(B, E, R * L, d).transpose(1, 2).reshape(B, R * L, E * d)
+        out = F.linear(y, self.proj.weight.flatten(1), self.proj.bias)  # [B, R*L, C]
+        if regions:
+            out = out[:, scatter]
+        out = out.transpose(1, 2).reshape(B, C, H, W)
 
         if return_assign or self.keep_assign:
             with torch.no_grad():
                 gid = idx.view(B, E, R, L) + torch.arange(R, device=idx.device).view(1, 1, R, 1) * M
                 gid = gid.view(B, E, R * L)
-                if not (R == 1 and L == N):
-                    gid = gid.index_select(2, scatter)
+                if regions:
+                    gid = gid[:, :, scatter]
                 assign = gid.view(B, E, H, W)
             if self.keep_assign:
                 self.last_assign = assign

@@ -1,0 +1,402 @@
+"""DPC-kNN token clustering (density peaks clustering with k-nearest-neighbour density).
+
+Equations (ClusTR paper Eqs. 1-2; Rodriguez & Laio 2014; the form of TCFormer's ``cluster_dpc_knn``).
+For the tokens ``x_1..x_N`` of one sample, with distance ``d_ij = ||x_i - x_j||_2 / sqrt(C)``
+(``dist_scale=True``, TCFormer) or ``||x_i - x_j||_2`` (``dist_scale=False``, the paper's Eq. 1):
+
+* density ``rho_i = exp(-(1/k) * sum_{j in kNN_k(i)} d_ij^2)``, where ``kNN_k(i)`` are the ``k`` tokens closest to
+  ``x_i`` **including** ``x_i`` itself (distance 0): the paper's set ``{j : d(x_i, x_j) <= d(x_i, x_k)}`` contains
+  ``i``, and TCFormer takes the top-k of the full distance matrix. ``k`` is clipped to the number of (valid)
+  tokens, so ``N = 1`` gives ``rho = 1``;
+* ``delta_i = min_{j denser than i} d_ij``; for the densest token ``delta = max_j d_ij``;
+* score ``gamma_i = rho_i * delta_i``; the ``M`` highest scores are the centres;
+* every token joins its nearest centre; a centre always joins its own cluster.
+
+Deterministic tie-breaking (no random noise, unlike TCFormer's ``+ U(0,1) * 1e-6``):
+
+* *"j is denser than i"* means ``rho_j > rho_i or (rho_j == rho_i and j < i)`` -- a total order, so exactly one
+  token per sample is the densest;
+* the top-``M`` scores are taken with ties going to the lower token index (stable sort); ``centers`` lists them
+  in descending score (cluster id ``m`` = rank ``m``);
+* a token equidistant from several centres joins the centre of lowest rank ``m``.
+
+Numerics:
+
+* ``rho`` and ``gamma`` are compared in log space (``log rho = -mean d^2``, ``log gamma = log rho + log delta``),
+  which orders them exactly as the products do but cannot underflow (``exp(-mean d^2)`` is 0 in float32 once
+  the mean squared distance exceeds ~100, e.g. with ``dist_scale=False``).
+* Candidate distances come from the fast expansion ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` (one matrix product per
+  block), whose rounding depends on the block shape. Every value that enters a decision is then **recomputed
+  exactly** as ``sum_c (x_ic - x_jc)^2``: the ``k'`` nearest-neighbour distances of the density, the distance
+  to the nearest denser token and the distances to the few nearest centres. These are symmetric and give
+  exactly 0 between duplicated tokens, so exact ties (duplicated tokens, mutual nearest neighbours) are
+  broken by the rules above and the result does not depend on ``chunk_size``. (Only near-ties below the
+  expansion's rounding at a candidate boundary could differ, e.g. more than ``k'`` duplicates of a token.)
+* Features are centred per sample and scaled by ``1/sqrt(C)`` before any distance; everything runs under
+  ``torch.no_grad()`` with autocast disabled, in float32 (float64 inputs stay float64): the assignment is not
+  differentiable, gradients reach a model only through :func:`merge_tokens`.
+
+Memory: no ``N x N`` matrix is materialised. Pass 1 computes distance rows in blocks ``[B, chunk, N]`` and keeps
+the ``k' = max(k, 16)`` nearest candidates per row. The nearest denser token is usually among them: if any kept
+neighbour is denser, the nearest kept denser one is the nearest denser token (every token closer than the
+``k'``-th neighbour is kept). Only rows without a denser kept neighbour (local density peaks, a few percent)
+get a second, full-row pass. The assignment to the ``M`` centres is chunked ``[B, chunk, M]``. The default chunk
+keeps one block at about ``2**22`` elements (16 MiB in float32), see :func:`default_chunk_size`.
+:func:`dpc_knn_dense` is the plain dense ``N x N`` form (same maths and tie rules, no exact recomputation).
+
+Several reduction ratios of one layer share the density and scores (they do not depend on ``M``):
+:func:`dpc_knn_multi` computes them once and assigns for each ``M``.
+"""
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+# Candidates kept per row in pass 1 (density and nearest-denser shortcut); at least ``k``.
+_NUM_KEEP = 16
+# Nearest centres whose distance is recomputed exactly in the assignment.
+_NUM_CENTER_CAND = 4
+# Elements of one distance block with the default chunk size.
+_CHUNK_ELEMS = 2**22
+
+__all__ = ['dpc_knn', 'dpc_knn_multi', 'dpc_knn_dense', 'merge_tokens', 'cluster_softmax_weights',
+           'default_chunk_size']
+
+
+def default_chunk_size(batch: int, num_rows: int, num_cols: int, budget: int = _CHUNK_ELEMS) -> int:
+    """Rows per chunk so that a ``[batch, chunk, num_cols]`` block holds about ``budget`` elements."""
+    return int(max(1, min(num_rows, budget // max(1, batch * num_cols))))
+
+
+def _validate(x: torch.Tensor, k: int, token_mask: Optional[torch.Tensor],
+              chunk_size: Optional[int]) -> Optional[torch.Tensor]:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f'dpc_knn: x must be a torch.Tensor of shape [B, N, C], got {type(x).__name__}')
+    if x.dim() != 3:
+        raise ValueError(f'dpc_knn: x must have shape [B, N, C], got {tuple(x.shape)}')
+    if not x.is_floating_point():
+        raise ValueError(f'dpc_knn: x must be a floating-point tensor, got dtype {x.dtype}')
+    B, N, C = x.shape
+    if B < 1 or N < 1 or C < 1:
+        raise ValueError(f'dpc_knn: x must be a non-empty [B, N, C] tensor, got {tuple(x.shape)}')
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f'dpc_knn: k must be an int >= 1, got {k!r}')
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                   or chunk_size < 1):
+        raise ValueError(f'dpc_knn: chunk_size must be None or an int >= 1, got {chunk_size!r}')
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError('dpc_knn: x contains NaN or Inf values')
+    if token_mask is None:
+        return None
+    if not isinstance(token_mask, torch.Tensor) or tuple(token_mask.shape) != (B, N):
+        got = tuple(token_mask.shape) if isinstance(token_mask, torch.Tensor) else type(token_mask).__name__
+        raise ValueError(f'dpc_knn: token_mask must be a [B, N] = {(B, N)} tensor (True = valid), got {got}')
+    valid = token_mask.to(device=x.device, dtype=torch.bool)
+    if not bool(valid.any(dim=1).all()):
+        raise ValueError('dpc_knn: token_mask leaves a sample without any valid token')
+    return valid
+
+
+def _check_num_clusters(num_clusters: int, N: int) -> int:
+    if isinstance(num_clusters, bool) or not isinstance(num_clusters, int):
+        raise ValueError(f'dpc_knn: num_clusters must be an int, got {num_clusters!r}')
+    if not 1 <= num_clusters <= N:
+        raise ValueError(f'dpc_knn: num_clusters must satisfy 1 <= num_clusters <= N = {N}, got {num_clusters}')
+    return num_clusters
+
+
+def _prepare(x: torch.Tensor, valid: Optional[torch.Tensor]):
+    """``(xw, xc, sq)``: features in the work dtype (for exact distances), centred per sample (for the fast
+    expansion, which loses less to cancellation on centred data) and the squared norms of the latter."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xw = x.detach().to(dtype).contiguous()
+    if valid is None:
+        mean = xw.mean(dim=1, keepdim=True)
+    else:
+        vf = valid.to(dtype).unsqueeze(-1)
+        mean = (xw * vf).sum(dim=1, keepdim=True) / vf.sum(dim=1, keepdim=True)
+    xc = (xw - mean).contiguous()
+    sq = (xc * xc).sum(dim=-1)
+    return xw, xc, sq
+
+
+def _sq_dist(xr: torch.Tensor, sqr: torch.Tensor, xs: torch.Tensor, sq: torch.Tensor,
+             clamp: bool = False) -> torch.Tensor:
+    """Fast (expansion) squared distances ``[B, R, N']`` between rows ``xr [B, R, C]`` and ``xs [B, N', C]``.
+
+    Only used to select candidates (whose distances are then recomputed exactly), so the small negative values
+    of the rounding are left unclamped unless ``clamp``.
+    """
+    d2 = sqr.unsqueeze(2) + sq.unsqueeze(1)
+    d2.baddbmm_(xr, xs.transpose(1, 2), alpha=-2.0)
+    return d2.clamp_(min=0) if clamp else d2
+
+
+def _exact_d2(xr: torch.Tensor, xs: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """Exact ``sum_c (x_r - x_j)^2`` for rows ``xr [B, R, C]`` and candidates ``cand [B, R, T]`` into ``xs``."""
+    B, R, T = cand.shape
+    C = xs.shape[-1]
+    xj = torch.gather(xs, 1, cand.reshape(B, R * T, 1).expand(B, R * T, C)).view(B, R, T, C)
+    diff = xj - xr.unsqueeze(2)
+    return (diff * diff).sum(dim=-1)
+
+
+def _scores(x: torch.Tensor, k: int, valid: Optional[torch.Tensor], dist_scale: bool,
+            chunk_size: Optional[int]):
+    """``(xw, xc, sq, log_gamma)``: prepared features (see :func:`_prepare`) and every token's log-score."""
+    B, N, C = x.shape
+    xw, xc, sq = _prepare(x, valid)
+    dev, dt = xw.device, xw.dtype
+    inv_c = 1.0 / C if dist_scale else 1.0  # d^2 = |x_i - x_j|^2 / C
+    inf = float('inf')
+    n_valid = valid.sum(dim=1) if valid is not None else torch.full((B, ), N, device=dev, dtype=torch.long)
+    k_eff = torch.clamp(n_valid, max=k)  # [B], >= 1
+    k_top = min(k, N)
+    k_keep = min(max(k, _NUM_KEEP), N)
+    chunk = chunk_size or min(default_chunk_size(B, N, N), default_chunk_size(B, N, k_keep * C))
+    # pass 1: k' nearest candidates per row from the fast distances, then their exact distances (sorted)
+    nn_d2 = torch.empty(B, N, k_keep, device=dev, dtype=dt)
+    nn_idx = torch.empty(B, N, k_keep, device=dev, dtype=torch.long)
+    for r0 in range(0, N, chunk):
+        r1 = min(N, r0 + chunk)
+        d2 = _sq_dist(xc[:, r0:r1], sq[:, r0:r1], xc, sq)
+        ar = torch.arange(r1 - r0, device=dev)
+        d2[:, ar, ar + r0] = -inf  # self is always a candidate
+        if valid is not None:
+            d2.masked_fill_(~valid.unsqueeze(1), inf)
+        cand = torch.topk(d2, k_keep, dim=-1, largest=False, sorted=False).indices
+        del d2
+        ex = _exact_d2(xw[:, r0:r1], xw, cand)
+        if valid is not None:
+            ex.masked_fill_(~torch.gather(valid, 1, cand.view(B, -1)).view_as(cand), inf)
+        ex, order = torch.sort(ex, dim=-1, stable=True)
+        nn_d2[:, r0:r1] = ex
+        nn_idx[:, r0:r1] = torch.gather(cand, 2, order)
+    keep = torch.arange(k_top, device=dev).view(1, 1, -1) < k_eff.view(-1, 1, 1)
+    knn_sum = torch.where(keep, nn_d2[..., :k_top], torch.zeros((), device=dev, dtype=dt)).sum(-1)
+    log_rho = -(knn_sum / k_eff.view(-1, 1).to(dt)) * inv_c
+    if valid is not None:
+        log_rho = log_rho.masked_fill(~valid, -inf)
+    # total density order: higher log_rho first, ties by lower index (stable sort)
+    order = torch.sort(-log_rho, dim=1, stable=True).indices
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(N, device=dev).expand(B, N))
+    # pass 2a: nearest denser token among the kept neighbours (exact distances)
+    denser = torch.gather(rank, 1, nn_idx.view(B, -1)).view(B, N, k_keep) < rank.unsqueeze(-1)
+    delta2 = torch.where(denser, nn_d2, torch.full((), inf, device=dev, dtype=dt)).min(dim=-1).values
+    need = ~denser.any(dim=-1)
+    if valid is not None:
+        need &= valid
+    # pass 2b: full rows for the tokens without a denser kept neighbour (local peaks, incl. the densest)
+    chunk_b = chunk_size or default_chunk_size(1, N, N)
+    for b in range(B):
+        rows = need[b].nonzero().squeeze(1)
+        for r0 in range(0, rows.numel(), chunk_b):
+            rr = rows[r0:r0 + chunk_b]
+            d2 = _sq_dist(xc[b:b + 1, rr], sq[b:b + 1, rr], xc[b:b + 1], sq[b:b + 1])[0]
+            is_densest = rank[b, rr] == 0
+            if bool(is_densest.any()):  # no denser token: the farthest (valid) token
+                far = d2[is_densest]
+                if valid is not None:
+                    far.masked_fill_(~valid[b].unsqueeze(0), -inf)
+                j_far = far.argmax(dim=-1)
+            d2.masked_fill_(rank[b].unsqueeze(0) >= rank[b, rr].unsqueeze(1), inf)
+            j_best = d2.argmin(dim=-1)
+            del d2
+            if bool(is_densest.any()):
+                j_best[is_densest] = j_far
+            delta2[b, rr] = _exact_d2(xw[b:b + 1, rr], xw[b:b + 1], j_best.view(1, -1, 1))[0, :, 0]
+    log_gamma = log_rho + 0.5 * torch.log(delta2 * inv_c)
+    if valid is not None:
+        log_gamma = log_gamma.masked_fill(~valid, -inf)
+    return xw, xc, sq, log_gamma
+
+
+def _score_order(log_gamma: torch.Tensor, valid: Optional[torch.Tensor]) -> torch.Tensor:
+    """Token indices by descending score, ties by lower index; masked tokens after all valid ones."""
+    order = torch.sort(-log_gamma, dim=1, stable=True).indices
+    if valid is not None:  # a second stable sort makes validity the primary key
+        order = torch.gather(order, 1, torch.sort((~torch.gather(valid, 1, order)).to(torch.uint8), dim=1,
+                                                  stable=True).indices)
+    return order
+
+
+def _assign(xw: torch.Tensor, xc: torch.Tensor, sq: torch.Tensor, centers: torch.Tensor,
+            chunk_size: Optional[int]) -> torch.Tensor:
+    """Nearest centre of every token (lowest rank on exact ties); centres join their own cluster."""
+    B, N, C = xw.shape
+    M = centers.shape[1]
+    gidx = centers.unsqueeze(-1).expand(B, M, C)
+    cw, cc, sqc = torch.gather(xw, 1, gidx), torch.gather(xc, 1, gidx), torch.gather(sq, 1, centers)
+    t = min(_NUM_CENTER_CAND, M)
+    chunk = chunk_size or min(default_chunk_size(B, N, M), default_chunk_size(B, N, t * C))
+    idx = torch.empty(B, N, device=xw.device, dtype=torch.long)
+    for r0 in range(0, N, chunk):
+        r1 = min(N, r0 + chunk)
+        d2 = _sq_dist(xc[:, r0:r1], sq[:, r0:r1], cc, sqc)
+        cand = torch.topk(d2, t, dim=-1, largest=False, sorted=False).indices
+        del d2
+        ex = _exact_d2(xw[:, r0:r1], cw, cand)
+        best = ex.min(dim=-1, keepdim=True).values
+        idx[:, r0:r1] = torch.where(ex == best, cand, M).min(dim=-1).values
+    idx.scatter_(1, centers, torch.arange(M, device=xw.device).expand(B, M))
+    return idx
+
+
+@torch.no_grad()
+def dpc_knn_multi(x: torch.Tensor,
+                  num_clusters: Sequence[int],
+                  k: int = 5,
+                  token_mask: Optional[torch.Tensor] = None,
+                  dist_scale: bool = True,
+                  chunk_size: Optional[int] = None) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`dpc_knn` for several numbers of clusters, sharing one density / score computation.
+
+    Returns one ``(idx_cluster, centers)`` pair per entry of ``num_clusters`` (the centres of a smaller ``M``
+    are a prefix of those of a larger one).
+    """
+    valid = _validate(x, k, token_mask, chunk_size)
+    ms = [_check_num_clusters(m, x.shape[1]) for m in num_clusters]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        xw, xc, sq, log_gamma = _scores(x, k, valid, dist_scale, chunk_size)
+        order = _score_order(log_gamma, valid)
+        out = []
+        for m in ms:
+            centers = order[:, :m].contiguous()
+            out.append((_assign(xw, xc, sq, centers, chunk_size), centers))
+    return out
+
+
+@torch.no_grad()
+def dpc_knn(x: torch.Tensor,
+            num_clusters: int,
+            k: int = 5,
+            token_mask: Optional[torch.Tensor] = None,
+            dist_scale: bool = True,
+            chunk_size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Cluster tokens with DPC-kNN (see the module docstring for the exact definition and tie rules).
+
+    Args:
+        x: tokens ``[B, N, C]`` (any float dtype; computed in float32, float64 stays float64).
+        num_clusters: ``M`` with ``1 <= M <= N``.
+        k: neighbours of the density (``>= 1``; self included; clipped to the number of valid tokens).
+        token_mask: optional ``[B, N]`` bool, True = valid token. Masked tokens are nobody's neighbour, have
+            density 0 (below every valid token) and score ``-inf`` (so they become centres only when a sample has
+            fewer than ``M`` valid tokens, then by lowest index); they are still assigned to their nearest
+            centre (give them zero weight in :func:`merge_tokens`). Every sample needs a valid token.
+        dist_scale: divide distances by ``sqrt(C)`` (TCFormer) or not (paper Eq. 1).
+        chunk_size: rows per distance block; default :func:`default_chunk_size` (about ``2**22`` elements).
+
+    Returns:
+        ``idx_cluster`` ``[B, N]`` long in ``[0, M)`` and ``centers`` ``[B, M]`` long token indices in descending
+        score order, with ``idx_cluster[b, centers[b, m]] == m``.
+
+    Raises:
+        ValueError: on a non-float / non-``[B, N, C]`` / non-finite ``x``, ``num_clusters`` outside ``[1, N]``,
+        ``k < 1``, a bad ``chunk_size`` or ``token_mask``.
+    """
+    return dpc_knn_multi(x, [num_clusters], k, token_mask, dist_scale, chunk_size)[0]
+
+
+@torch.no_grad()
+def dpc_knn_dense(x: torch.Tensor,
+                  num_clusters: int,
+                  k: int = 5,
+                  token_mask: Optional[torch.Tensor] = None,
+                  dist_scale: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The plain dense form: one ``[B, N, N]`` distance matrix (O(N^2) memory), same maths and tie rules.
+
+    Without the exact recomputation of :func:`dpc_knn`, so the two agree except on exact ties (duplicated
+    tokens), where the rounding of the expansion decides here. Baseline of
+    ``tools/benchmark/dpc_knn_memory.py``.
+    """
+    valid = _validate(x, k, token_mask, None)
+    B, N, _ = x.shape
+    M = _check_num_clusters(num_clusters, N)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        _, xc, sq = _prepare(x, valid)
+        dev, dt = xc.device, xc.dtype
+        inv_c = 1.0 / x.shape[-1] if dist_scale else 1.0
+        inf = float('inf')
+        d2 = _sq_dist(xc, sq, xc, sq, clamp=True)
+        ar = torch.arange(N, device=dev)
+        d2[:, ar, ar] = 0
+        n_valid = valid.sum(1) if valid is not None else torch.full((B, ), N, device=dev)
+        k_eff = n_valid.clamp(max=k)
+        knn = d2.masked_fill(~valid.unsqueeze(1), inf) if valid is not None else d2
+        vals = torch.topk(knn, min(k, N), dim=-1, largest=False, sorted=True).values
+        del knn
+        keep = torch.arange(vals.shape[-1], device=dev).view(1, 1, -1) < k_eff.view(-1, 1, 1)
+        knn_sum = torch.where(keep, vals, torch.zeros((), device=dev, dtype=dt)).sum(-1)
+        log_rho = -(knn_sum / k_eff.view(-1, 1).to(dt)) * inv_c
+        if valid is not None:
+            log_rho = log_rho.masked_fill(~valid, -inf)
+        order = torch.sort(-log_rho, dim=1, stable=True).indices
+        rank = torch.empty_like(order).scatter_(1, order, ar.expand(B, N))
+        dmax = (d2.masked_fill(~valid.unsqueeze(1), -inf) if valid is not None else d2).max(-1).values
+        dmin = d2.masked_fill_(rank.unsqueeze(1) >= rank.unsqueeze(2), inf).min(-1).values  # [b, i, j]
+        delta2 = torch.where(rank == 0, dmax, dmin)
+        del d2
+        log_gamma = log_rho + 0.5 * torch.log(delta2 * inv_c)
+        if valid is not None:
+            log_gamma = log_gamma.masked_fill(~valid, -inf)
+        centers = _score_order(log_gamma, valid)[:, :M]
+        gidx = centers.unsqueeze(-1).expand(-1, -1, xc.shape[-1])
+        idx = _sq_dist(xc, sq, torch.gather(xc, 1, gidx), torch.gather(sq, 1, centers), clamp=True).argmin(dim=-1)
+        idx.scatter_(1, centers, torch.arange(M, device=dev).expand(B, M))
+    return idx, centers
+
+
+def merge_tokens(x: torch.Tensor,
+                 idx_cluster: torch.Tensor,
+                 num_clusters: int,
+                 weight: Optional[torch.Tensor] = None,
+                 eps: float = 1e-6) -> torch.Tensor:
+    """Weighted mean of the tokens of each cluster: ``x_m = sum_i w_i x_i / (sum_i w_i + eps)``.
+
+    Args:
+        x: ``[B, N, C]``.
+        idx_cluster: ``[B, N]`` long in ``[0, num_clusters)``.
+        num_clusters: ``M``.
+        weight: ``[B, N]`` or ``[B, N, 1]`` non-negative weights (unit weights if None).
+        eps: added to the denominator (an empty or zero-weight cluster gives a zero token).
+
+    Returns:
+        ``[B, M, C]``, differentiable w.r.t. ``x`` and ``weight`` (``index_add``). Half / bfloat16 inputs are
+        accumulated in float32 and returned in their dtype.
+    """
+    if x.dim() != 3:
+        raise ValueError(f'merge_tokens: x must be [B, N, C], got {tuple(x.shape)}')
+    B, N, C = x.shape
+    if tuple(idx_cluster.shape) != (B, N):
+        raise ValueError(f'merge_tokens: idx_cluster must be [B, N] = {(B, N)}, got {tuple(idx_cluster.shape)}')
+    out_dtype = x.dtype if weight is None else torch.promote_types(x.dtype, weight.dtype)
+    work = torch.float32 if out_dtype in (torch.float16, torch.bfloat16) else out_dtype
+    xw = x.to(work)
+    if weight is None:
+        w = torch.ones(B, N, device=x.device, dtype=work)
+    else:
+        if weight.dim() == 3:
+            weight = weight.squeeze(-1)
+        if tuple(weight.shape) != (B, N):
+            raise ValueError(f'merge_tokens: weight must be [B, N] or [B, N, 1], got {tuple(weight.shape)}')
+        w = weight.to(work)
+    flat = (idx_cluster + torch.arange(B, device=x.device).unsqueeze(1) * num_clusters).reshape(-1)
+    num = xw.new_zeros(B * num_clusters, C).index_add(0, flat, (xw * w.unsqueeze(-1)).reshape(B * N, C))
+    den = w.new_zeros(B * num_clusters).index_add(0, flat, w.reshape(-1))
+    out = num / (den.unsqueeze(-1) + eps)
+    return out.view(B, num_clusters, C).to(out_dtype)
+
+
+def cluster_softmax_weights(scores: torch.Tensor, idx_cluster: torch.Tensor, num_clusters: int) -> torch.Tensor:
+    """Token weights ``w_i = exp(s_i - max_{j in G(i)} s_j)`` for :func:`merge_tokens`.
+
+    The merge normalises within each cluster, so subtracting the (detached) per-cluster maximum changes nothing
+    but the ``eps`` term while keeping ``exp`` finite and every cluster's weight sum ``>= 1``: the merge is then a
+    softmax over the cluster's scores (TCFormer's ``w = exp(s)`` without its overflow / underflow risk).
+    ``scores`` ``[B, N]``; returns ``[B, N]`` in the scores' dtype (float32 for half inputs).
+    """
+    B, N = scores.shape
+    s = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+    sd = s.detach()
+    cmax = sd.new_full((B, num_clusters), float('-inf')).scatter_reduce(1, idx_cluster, sd, reduce='amax')
+    return torch.exp(s - torch.gather(cmax, 1, idx_cluster))

@@ -1,0 +1,189 @@
+"""ContextCluster backbone: parameter parity with the official models, any input size, dtype, registry."""
+import math
+
+import pytest
+import torch
+
+from mmcluster.models.backbones.context_cluster import ContextCluster
+
+# small custom arch for the behaviour tests (stays fast on one core)
+MINI = dict(layers=[1, 1, 2, 1], embed_dims=[8, 16, 24, 32], mlp_ratios=[2, 2, 2, 2], heads=[2, 2, 2, 2],
+            head_dim=4, proposal=2, fold=[8, 4, 2, 1])
+
+# official parameter counts (raw, not /2**20) of the timm classifiers: REFERENCE section 1.3 / 1.5
+OFFICIAL = {'tiny': 5.571e6, 'tiny2': 5.571e6, 'small': 14.657e6, 'medium': 29.291e6}
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def _classifier_params(arch):
+    """Parameters of backbone -> GlobalAveragePooling -> LinearClsHead(1000); mmpretrain's own classes if present."""
+    try:
+        import mmpretrain  # noqa: F401
+    except ImportError:
+        backbone = ContextCluster(arch)
+        c3 = backbone.embed_dims[-1]
+        return _count(backbone) + c3 * 1000 + 1000  # LinearClsHead = one Linear(C3, 1000)
+    import mmcluster  # noqa: F401
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+    model = PRETRAIN_MODELS.build(
+        dict(type='ImageClassifier',
+             backbone=dict(type='ContextCluster', arch=arch),
+             neck=dict(type='GlobalAveragePooling'),
+             head=dict(type='LinearClsHead', num_classes=1000,
+                       in_channels=ContextCluster.arch_settings[arch]['embed_dims'][-1])))
+    return _count(model)
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'tiny2', 'small', 'medium'])
+def test_parameter_count_matches_official(arch):
+    n = _classifier_params(arch)
+    official = OFFICIAL[arch]
+    assert abs(n / official - 1) < 0.005
+    assert round(n / 1e6, 3) == round(official / 1e6, 3)  # the published 3-decimal figure exactly
+
+
+def test_tiny2_and_tiny_have_equal_counts_and_keys():
+    a, b = ContextCluster('tiny').state_dict(), ContextCluster('tiny2').state_dict()
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    assert len(a) + 2 == 264  # official coc_tiny: 264 tensors incl. head.weight / head.bias
+
+
+def test_official_key_names():
+    keys = set(ContextCluster(MINI, out_indices=(0, 1, 2, 3)).state_dict())
+    for k in ['patch_embed.proj.weight', 'network.1.proj.weight', 'network.3.proj.bias', 'network.5.proj.weight',
+              'network.0.0.norm1.weight', 'network.4.1.norm2.bias', 'network.2.0.token_mixer.f.weight',
+              'network.2.0.token_mixer.v.bias', 'network.6.0.token_mixer.proj.weight',
+              'network.6.0.token_mixer.sim_alpha', 'network.6.0.token_mixer.sim_beta', 'network.0.0.mlp.fc1.weight',
+              'network.0.0.mlp.fc2.bias', 'network.0.0.layer_scale_1', 'network.0.0.layer_scale_2', 'norm0.weight',
+              'norm2.weight', 'norm4.weight', 'norm6.bias']:
+        assert k in keys, k
+    model = ContextCluster(MINI)
+    assert model.state_dict()['network.0.0.mlp.fc1.weight'].dim() == 2
+    assert not any(k.startswith(('norm0', 'norm2', 'norm4')) for k in model.state_dict())
+
+
+@pytest.mark.parametrize('size', [(224, 224), (250, 333), (97, 131), (33, 33), (1, 1)])
+def test_any_size_multiscale_shapes(size):
+    torch.manual_seed(0)
+    model = ContextCluster(MINI, out_indices=(0, 1, 2, 3)).eval()
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        outs = model(x)
+    assert len(outs) == 4
+    for out, stride, c in zip(outs, (4, 8, 16, 32), MINI['embed_dims']):
+        assert out.shape == (1, c, math.ceil(size[0] / stride), math.ceil(size[1] / stride))
+        assert torch.isfinite(out).all()
+
+
+def test_real_arch_odd_size_and_batch():
+    torch.manual_seed(0)
+    model = ContextCluster('tiny', out_indices=(1, 3)).eval()
+    x = torch.randn(2, 3, 97, 131)
+    with torch.no_grad():
+        a, b = model(x)
+        single = model(x[1:])
+    assert a.shape == (2, 64, 13, 17) and b.shape == (2, 320, 4, 5)
+    torch.testing.assert_close(single[1], b[1:], rtol=1e-4, atol=1e-5)  # batch items independent
+
+
+def test_bf16_autocast_no_nan():
+    torch.manual_seed(0)
+    model = ContextCluster(MINI, out_indices=(0, 1, 2, 3)).eval()
+    x = torch.randn(1, 3, 70, 45)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = model(x)
+    for out in outs:
+        assert torch.isfinite(out.float()).all()
+
+
+def test_last_row_and_column_are_used():
+    """Sizes not divisible by 4 are padded before the stride-4 stem: no input pixel is ignored."""
+    torch.manual_seed(0)
+    model = ContextCluster(MINI).eval()
+    x = torch.randn(1, 3, 37, 30)
+    with torch.no_grad():
+        ref = model(x)[0]
+        for sl in [(Ellipsis, -1, slice(None)), (Ellipsis, slice(None), -1)]:
+            x2 = x.clone()
+            x2[sl] += 3.0
+            assert not torch.allclose(model(x2)[0], ref)
+
+
+def test_position_channels():
+    x = torch.zeros(2, 3, 8, 5)
+    pos = ContextCluster.position_channels(x, 5, 5)  # 8 rows of which 3 are padding
+    assert pos.shape == (2, 2, 8, 5)
+    torch.testing.assert_close(pos[0, 0, :, 0], torch.arange(8.) / 4 - 0.5)  # ramp continues past the border
+    torch.testing.assert_close(pos[0, 1, 0], torch.tensor([-0.5, -0.25, 0., 0.25, 0.5]))
+    assert (pos[:, 0] == pos[:, 0, :, :1]).all()  # channel 0 varies along H only
+    single = ContextCluster.position_channels(torch.zeros(1, 3, 1, 1), 1, 1)
+    assert single.abs().sum() == 0  # a side of length 1 sits at position 0 (no 0/0)
+
+
+def test_input_checks():
+    model = ContextCluster(MINI)
+    with pytest.raises(ValueError, match=r'\[B, 3, H, W\]'):
+        model(torch.randn(1, 4, 32, 32))
+    with pytest.raises(ValueError, match='3'):
+        model(torch.randn(3, 32, 32))
+    x = torch.randn(1, 3, 32, 32)
+    x[0, 0, 3, 3] = float('nan')
+    with pytest.raises(ValueError, match='NaN'):
+        ContextCluster(MINI, check_finite=True)(x)
+
+
+def test_arch_and_option_errors():
+    with pytest.raises(KeyError, match='tiny.*small'):
+        ContextCluster('huge')
+    bad = dict(MINI)
+    del bad['fold']
+    with pytest.raises(KeyError, match='fold'):
+        ContextCluster(bad)
+    with pytest.raises(ValueError, match='bogus'):
+        ContextCluster(MINI, norm_by='bogus')
+    with pytest.raises(ValueError, match='out_indices'):
+        ContextCluster(MINI, out_indices=(4, ))
+
+
+def test_options_reach_the_layers():
+    model = ContextCluster('small', proposal=5, norm_by='mask', drop_path_rate=0.3)
+    mixers = [m for m in model.modules() if m.__class__.__name__ == 'ContextClusterLayer']
+    assert len(mixers) == 12
+    assert all(m.proposal == (5, 5) and m.norm_by == 'mask' for m in mixers)
+    assert [mixers[i].fold for i in (0, 2, 4, 10)] == [(8, 8), (4, 4), (2, 2), (1, 1)]  # layers 2,2,6,2
+    rates = [getattr(b.drop_path, 'drop_prob', 0.) for stage in model.network[::2] for b in stage]
+    assert rates == pytest.approx([0.3 * k / 11 for k in range(12)])
+
+
+def test_frozen_stages_and_gradients():
+    torch.manual_seed(0)
+    model = ContextCluster(MINI, out_indices=(0, 1, 2, 3), frozen_stages=0, drop_path_rate=0.2)
+    model.train()
+    assert not any(p.requires_grad for p in model.patch_embed.parameters())
+    assert not any(p.requires_grad for p in model.network[0].parameters())
+    assert not model.network[0].training and model.network[2].training
+    outs = model(torch.randn(2, 3, 40, 52))
+    sum(o.square().mean() for o in outs).backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    assert grads['network.2.0.token_mixer.sim_alpha'].abs() > 0
+    assert model.network[0][0].token_mixer.f.weight.grad is None
+
+
+@pytest.mark.parametrize('scope', ['mmpretrain', 'mmdet', 'mmseg'])
+def test_registry_build_under_toolkit_scopes(scope):
+    pytest.importorskip(scope)
+    import importlib
+
+    import mmcluster  # noqa: F401  (registers)
+    from mmengine.registry import DefaultScope
+
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(dict(type='ContextCluster', arch='tiny', out_indices=(0, 1, 2, 3)))
+    assert isinstance(model, ContextCluster)
+    from mmcluster.registry import MODELS
+    assert MODELS.build(dict(type='ContextCluster', arch=MINI)).arch['layers'] == [1, 1, 2, 1]

@@ -1,0 +1,279 @@
+"""DPC-kNN clustering and token merging against slow references written from the equations.
+
+ClusTR paper Eqs. 1-2 (density over the k nearest neighbours, distance to the nearest denser token, score
+rho * delta, top-M centres, nearest-centre assignment), with the tie rules documented in
+``mmcluster/models/layers/dpc_knn.py``; ``merge_tokens`` is TCFormer's normalised weighted mean.
+"""
+import importlib
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from mmcluster.models.layers.dpc_knn import (cluster_softmax_weights, dpc_knn, dpc_knn_dense, dpc_knn_multi,
+                                             merge_tokens)
+
+dpc_mod = importlib.import_module('mmcluster.models.layers.dpc_knn')  # the module (the package exports the function)
+
+
+def slow_dpc(x, M, k=5, mask=None, dist_scale=True, log_space=False):
+    """Python loops; squared distances and density exponents in exact rational arithmetic (Fraction).
+
+    rho_i = exp(-expo_i), expo_i = mean of the k smallest d_ij^2 over valid j (self included);
+    j denser than i iff rho_j > rho_i or (rho_j == rho_i and j < i); delta_i = min over denser j of d_ij, for
+    the densest max_j d_ij; gamma = rho * delta (``log_space`` compares -expo + log delta instead, for inputs
+    whose rho underflows); centres = top-M gamma, ties by lower index, masked tokens last; every token to
+    the nearest centre (ties: lower rank); centres to themselves.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    B, N, C = x.shape
+    idx_all = np.zeros((B, N), dtype=np.int64)
+    cen_all = np.zeros((B, M), dtype=np.int64)
+    for b in range(B):
+        valid = np.ones(N, bool) if mask is None else np.asarray(mask[b], bool)
+        xf = [[Fraction(float(v)) for v in x[b, i]] for i in range(N)]
+        d2 = [[sum((p - q)**2 for p, q in zip(xf[i], xf[j])) / (C if dist_scale else 1) for j in range(N)]
+              for i in range(N)]
+        kk = min(k, int(valid.sum()))
+        expo = [None] * N
+        for i in range(N):
+            if valid[i]:
+                expo[i] = sum(sorted(d2[i][j] for j in range(N) if valid[j])[:kk]) / kk
+
+        def denser(j, i):
+            return valid[j] and (expo[j] < expo[i] or (expo[j] == expo[i] and j < i))
+
+        key = [None] * N
+        for i in range(N):
+            if not valid[i]:
+                key[i] = (1, 0.0, i)
+                continue
+            cands = [d2[i][j] for j in range(N) if denser(j, i)]
+            delta2 = min(cands) if cands else max(d2[i][j] for j in range(N) if valid[j])
+            if log_space:
+                gamma = -math.inf if delta2 == 0 else -float(expo[i]) + 0.5 * math.log(float(delta2))
+            else:
+                gamma = math.exp(-float(expo[i])) * math.sqrt(float(delta2))
+            key[i] = (0, -gamma, i)
+        centres = sorted(range(N), key=lambda i: key[i])[:M]
+        for i in range(N):
+            idx_all[b, i] = min(range(M), key=lambda m: (d2[centres[m]][i], m))
+        for m, c in enumerate(centres):
+            idx_all[b, c] = m
+        cen_all[b] = centres
+    return idx_all, cen_all
+
+
+def _case(kind, seed, B=2, N=23, C=6):
+    g = torch.Generator().manual_seed(seed)
+    if kind == 'gauss':
+        return torch.randn(B, N, C, generator=g, dtype=torch.float64)
+    if kind == 'duplicates':  # every token repeated ~3 times: exact density ties, delta = 0
+        base = torch.randn(B, max(1, N // 3), C, generator=g, dtype=torch.float64)
+        return base[:, torch.randint(0, base.shape[1], (N, ), generator=g)]
+    if kind == 'grid':  # integer features: many exactly equal distances and densities
+        return torch.randint(-1, 2, (B, N, C), generator=g).double()
+    raise ValueError(kind)
+
+
+CASES = [('gauss', 0, 5, 5), ('gauss', 1, 11, 2), ('gauss', 2, 1, 1), ('duplicates', 3, 6, 5),
+         ('duplicates', 4, 10, 3), ('grid', 5, 7, 5), ('grid', 6, 23, 2), ('grid', 7, 4, 1)]
+
+
+@pytest.mark.parametrize('kind,seed,M,k', CASES)
+@pytest.mark.parametrize('masked', [False, True])
+def test_matches_slow_reference(kind, seed, M, k, masked):
+    x = _case(kind, seed)
+    mask = None
+    if masked:
+        mask = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(seed)) > 0.3
+        mask[:, 2] = True
+    ref_idx, ref_cen = slow_dpc(x.numpy(), M, k, None if mask is None else mask.numpy())
+    for dtype in (torch.float64, torch.float32):
+        for chunk in (None, 1, 5, x.shape[1]):
+            idx, cen = dpc_knn(x.to(dtype), M, k=k, token_mask=mask, chunk_size=chunk)
+            np.testing.assert_array_equal(cen.numpy(), ref_cen, err_msg=f'{dtype} chunk={chunk}')
+            np.testing.assert_array_equal(idx.numpy(), ref_idx, err_msg=f'{dtype} chunk={chunk}')
+
+
+def test_dist_scale_false_and_no_underflow():
+    # C = 4: scaling x by sqrt(C) = 2 is exact, so dist_scale=False on x equals dist_scale=True on 2x
+    x = _case('gauss', 8, N=20, C=4)
+    a = dpc_knn(x, 6, dist_scale=False)
+    b = dpc_knn(2 * x, 6, dist_scale=True)
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    ref_idx, ref_cen = slow_dpc(x.numpy(), 6, dist_scale=False)
+    np.testing.assert_array_equal(a[1].numpy(), ref_cen)
+    # features so large that exp(-mean d^2) underflows even in float64: the log-space ordering still works
+    big = 40 * x
+    ref_idx, ref_cen = slow_dpc(big.numpy(), 6, dist_scale=False, log_space=True)
+    for dtype in (torch.float32, torch.float64):
+        idx, cen = dpc_knn(big.to(dtype), 6, dist_scale=False)
+        np.testing.assert_array_equal(cen.numpy(), ref_cen)
+        np.testing.assert_array_equal(idx.numpy(), ref_idx)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_chunked_equals_dense(dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 300, 16, generator=g).to(dtype)
+    dense = dpc_knn_dense(x, 40)
+    for chunk in (None, 1, 17, 64, 299, 300, 1000):
+        out = dpc_knn(x, 40, chunk_size=chunk)
+        assert torch.equal(out[0], dense[0]) and torch.equal(out[1], dense[1]), chunk
+
+
+def test_never_materialises_n_by_n(monkeypatch):
+    N = 4096
+    largest = []
+    orig = dpc_mod._sq_dist
+
+    def spy(*args, **kwargs):
+        out = orig(*args, **kwargs)
+        largest.append(out.numel())
+        return out
+
+    monkeypatch.setattr(dpc_mod, '_sq_dist', spy)
+    x = torch.randn(1, N, 8, generator=torch.Generator().manual_seed(0))
+    idx, cen = dpc_knn(x, N // 16)
+    assert max(largest) <= dpc_mod._CHUNK_ELEMS < N * N
+    assert dpc_mod.default_chunk_size(1, 66_800, 66_800) * 66_800 <= dpc_mod._CHUNK_ELEMS
+
+
+def test_output_contract():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 50, 8, generator=g)
+    for M in (1, 7, 50):
+        idx, cen = dpc_knn(x, M)
+        assert idx.dtype == torch.long and cen.dtype == torch.long
+        assert idx.shape == (3, 50) and cen.shape == (3, M)
+        assert int(idx.min()) >= 0 and int(idx.max()) < M
+        for b in range(3):
+            assert len(set(cen[b].tolist())) == M  # distinct centres
+            assert torch.equal(idx[b, cen[b]], torch.arange(M))  # each centre in its own cluster
+    assert bool((dpc_knn(x, 1)[0] == 0).all())
+    # M = N: every token is a centre
+    idx, cen = dpc_knn(x, 50)
+    assert torch.equal(torch.sort(cen, dim=1).values, torch.arange(50).expand(3, 50))
+    # one token, k larger than N
+    idx, cen = dpc_knn(torch.randn(2, 1, 4), 1, k=5)
+    assert idx.tolist() == [[0], [0]] and cen.tolist() == [[0], [0]]
+    idx, cen = dpc_knn(torch.randn(1, 3, 4), 2, k=10)
+    assert idx.shape == (1, 3)
+
+
+def test_deterministic_and_seed_independent():
+    x = _case('duplicates', 9, B=2, N=120, C=8).float()
+    torch.manual_seed(0)
+    a = dpc_knn(x, 13)
+    torch.manual_seed(123)
+    b = dpc_knn(x, 13)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_multi_shares_scores():
+    x = torch.randn(2, 200, 8, generator=torch.Generator().manual_seed(2))
+    outs = dpc_knn_multi(x, [13, 50])
+    for (idx, cen), M in zip(outs, [13, 50]):
+        ref = dpc_knn(x, M)
+        assert torch.equal(idx, ref[0]) and torch.equal(cen, ref[1])
+    assert torch.equal(outs[0][1], outs[1][1][:, :13])  # centres of a smaller M are a prefix
+
+
+def test_no_grad_low_precision_and_autocast():
+    x = torch.randn(2, 64, 8, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    idx, cen = dpc_knn(x, 8)
+    assert not idx.requires_grad
+    ref = dpc_knn(x.detach().bfloat16().float(), 8)
+    out = dpc_knn(x.detach().bfloat16(), 8)  # computed in float32 internally
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = dpc_knn(x.detach(), 8)
+    assert torch.equal(out[1], dpc_knn(x.detach(), 8)[1])
+
+
+def test_bad_inputs():
+    x = torch.randn(2, 10, 4)
+    with pytest.raises(ValueError, match=r'\[B, N, C\]'):
+        dpc_knn(torch.randn(10, 4), 2)
+    with pytest.raises(ValueError, match='floating'):
+        dpc_knn(torch.ones(2, 10, 4, dtype=torch.long), 2)
+    for bad in (float('nan'), float('inf')):
+        y = x.clone()
+        y[1, 3, 2] = bad
+        with pytest.raises(ValueError, match='NaN'):
+            dpc_knn(y, 2)
+    for M in (0, 11, -1, 2.5, True):
+        with pytest.raises(ValueError, match='num_clusters'):
+            dpc_knn(x, M)
+    for k in (0, -3, 1.5):
+        with pytest.raises(ValueError, match='k must'):
+            dpc_knn(x, 2, k=k)
+    with pytest.raises(ValueError, match='chunk_size'):
+        dpc_knn(x, 2, chunk_size=0)
+    with pytest.raises(ValueError, match='token_mask'):
+        dpc_knn(x, 2, token_mask=torch.ones(2, 9, dtype=torch.bool))
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1] = False
+    with pytest.raises(ValueError, match='without any valid token'):
+        dpc_knn(x, 2, token_mask=mask)
+    with pytest.raises(ValueError, match='non-empty'):
+        dpc_knn(torch.randn(1, 0, 4), 1)
+
+
+def slow_merge(x, idx, M, w, eps=1e-6):
+    B, N, C = x.shape
+    out = torch.zeros(B, M, C, dtype=torch.float64)
+    for b in range(B):
+        for m in range(M):
+            num = torch.zeros(C, dtype=torch.float64)
+            den = 0.0
+            for i in range(N):
+                if idx[b, i] == m:
+                    num += w[b, i] * x[b, i]
+                    den += float(w[b, i])
+            out[b, m] = num / (den + eps)
+    return out
+
+
+def test_merge_tokens_reference_and_gradients():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 9, 3, generator=g, dtype=torch.float64)
+    idx = torch.randint(0, 4, (2, 9), generator=g)
+    idx[:, :3] = torch.arange(3)  # cluster 3 may be empty
+    w = torch.rand(2, 9, generator=g, dtype=torch.float64) + 0.1
+    torch.testing.assert_close(merge_tokens(x, idx, 4, w), slow_merge(x, idx, 4, w))
+    torch.testing.assert_close(merge_tokens(x, idx, 4, w.unsqueeze(-1)), slow_merge(x, idx, 4, w))
+    torch.testing.assert_close(merge_tokens(x, idx, 4), slow_merge(x, idx, 4, torch.ones(2, 9)))
+    idx_empty = idx.clone()
+    idx_empty[idx_empty == 3] = 0
+    assert bool((merge_tokens(x, idx_empty, 4, w)[:, 3] == 0).all())
+    xs = x[:, :5].clone().requires_grad_(True)
+    ws = w[:, :5].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: merge_tokens(a, idx[:, :5], 4, b), (xs, ws))
+    # low precision in, same dtype out (accumulated in float32)
+    out = merge_tokens(x.bfloat16(), idx, 4)
+    assert out.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match='idx_cluster'):
+        merge_tokens(x, idx[:, :5], 4)
+
+
+def test_cluster_softmax_weights():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 12, 3, generator=g, dtype=torch.float64)
+    idx = torch.randint(0, 3, (2, 12), generator=g)
+    idx[:, :3] = torch.arange(3)
+    s = 500 * torch.randn(2, 12, generator=g, dtype=torch.float64)  # exp(s) alone would overflow
+    w = cluster_softmax_weights(s, idx, 3)
+    assert bool(torch.isfinite(w).all()) and bool((w <= 1).all())
+    ref = torch.zeros(2, 3, 3, dtype=torch.float64)
+    for b in range(2):
+        for m in range(3):
+            sel = idx[b] == m
+            ref[b, m] = (torch.softmax(s[b, sel], 0).unsqueeze(-1) * x[b, sel]).sum(0)
+    torch.testing.assert_close(merge_tokens(x, idx, 3, w), ref, rtol=1e-5, atol=1e-6)
+    s_small = torch.randn(2, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    merge_tokens(x, idx, 3, cluster_softmax_weights(s_small, idx, 3)).sum().backward()
+    assert s_small.grad is not None and bool(s_small.grad.abs().sum() > 0)
