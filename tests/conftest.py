@@ -8,6 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `import mmcluster` from the checkout, also without `pip install -e`
+sys.path.insert(0, str(REPO / 'tests'))  # shared test helpers: `from e2e import ...`
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
@@ -39,3 +40,10 @@ def toy_data(tmp_path_factory) -> Path:
     make_toy_data = load_tool('tools/make_toy_data.py').make_toy_data
     make_toy_data(root, seed=0, num_train=16, num_val=8, num_cls_per_class=6, num_cls_val_per_class=3)
     return root
+
+
+@pytest.fixture
+def e2e(toy_data, tmp_path):
+    """Runs tools/train.py, tools/test.py or mim on a config over the toy data (see tests/e2e.py)."""
+    from e2e import EndToEnd
+    return EndToEnd(toy_data, tmp_path)

@@ -11,6 +11,8 @@ import pytest
 
 pytest.importorskip('mmpretrain.models')
 
+import mmcluster  # noqa: E402,F401  (checkpoints load with weights_only via mmcluster.compat)
+
 ITERS = 4
 GLOBAL_BATCH = 4
 

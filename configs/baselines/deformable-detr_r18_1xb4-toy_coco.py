@@ -25,7 +25,7 @@ model = dict(
             cross_attn_cfg=dict(embed_dims=embed),
             ffn_cfg=dict(embed_dims=embed, feedforward_channels=256))),
     positional_encoding=dict(num_feats=embed // 2),
-    bbox_head=dict(num_classes=5),
+    bbox_head=dict(num_classes=5, embed_dims=embed),
     test_cfg=dict(max_per_img=50))
 
 train_pipeline = [

@@ -47,7 +47,6 @@ keeps one block at about ``2**22`` elements (16 MiB in float32), see :func:`defa
 Several reduction ratios of one layer share the density and scores (they do not depend on ``M``):
 :func:`dpc_knn_multi` computes them once and assigns for each ``M``.
 """
-import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
