@@ -3,7 +3,8 @@
 Equivalent to the toolkits' own ``tools/train.py`` (and to ``mim train <pkg> CONFIG``), for configs
 that name mmcluster modules; the config's ``default_scope`` chooses the toolkit.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--time-budget MIN]
+                                 [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG NUM_PROCS [...]      # torchrun, launcher `pytorch`
 """
 import argparse
@@ -30,6 +31,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='resume from the given checkpoint, or from the latest one in the work dir')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument(
+        '--time-budget', type=float, metavar='MINUTES',
+        help='stop training after this many minutes (TimeBudgetHook, with a progress bar); '
+        'the run then ends as if max_iters were reached (final checkpoint and validation)')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings in the config, key=value (e.g. train_cfg.max_iters=10)')
     parser.add_argument(
@@ -45,6 +50,14 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.time_budget is not None:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='TimeBudgetHook', minutes=args.time_budget)
+        ]
+        # only the budget ends the run: checkpoint and validate once, at its end
+        cfg.train_cfg.max_iters = 10**9
+        cfg.train_cfg.val_interval = 10**9
+        cfg.default_hooks.checkpoint.interval = 10**9
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

@@ -48,6 +48,12 @@ def read_json(path: Path) -> dict:
         return json.load(f)
 
 
+def bbox_of(mask: np.ndarray) -> List[int]:
+    """COCO [x, y, w, h] of a mask, computed independently of the generator."""
+    ys, xs = np.nonzero(mask)
+    return [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+
+
 def panoptic_ids(path: Path) -> np.ndarray:
     rgb = np.asarray(Image.open(path).convert('RGB'), np.int64)
     return rgb[..., 0] + 256 * rgb[..., 1] + 256**2 * rgb[..., 2]
@@ -139,9 +145,7 @@ def test_coco_instances(data, split):
             assert x + w <= info['width'] and y + h <= info['height']
             mask = coco.annToMask(ann)
             assert abs(mask.sum() - ann['area']) <= max(1.0, 0.01 * ann['area'])
-            ys, xs = np.nonzero(mask)
-            assert [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1] == \
-                ann['bbox']
+            assert bbox_of(mask) == ann['bbox']
             assert ann['iscrowd'] == 0 and all(len(p) >= 6 for p in ann['segmentation'])
     if split == 'train':
         assert min(counts) >= 1
@@ -170,9 +174,8 @@ def test_coco_panoptic(data, split):
         assert set(np.unique(ids)) - {0} == {s['id'] for s in segments}
         for seg in segments:
             mask = ids == seg['id']
-            ys, xs = np.nonzero(mask)
             assert seg['area'] == mask.sum()
-            assert seg['bbox'] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+            assert seg['bbox'] == bbox_of(mask)
         things = [s for s in segments if cats[s['category_id']]['isthing']]
         stuff = [s['category_id'] for s in segments if not cats[s['category_id']]['isthing']]
         assert len(stuff) == len(set(stuff)) >= 1  # one segment per stuff class
@@ -228,33 +231,38 @@ def test_mmdet_coco_dataset(data):
     register_all_modules(init_default_scope=False)
     pipeline = [dict(type='LoadImageFromFile'),
                 dict(type='LoadAnnotations', with_bbox=True, with_mask=True)]
-    instances = read_json(data / 'coco' / 'annotations' / 'instances_val2017.json')
+    # Expected val labels / areas per image, mapping the non-contiguous category ids back to
+    # positions in THING_CLASSES (what mmdet's cat2label must do).
+    label_of_cat = {toy.THING_CATEGORY_IDS[n]: i for i, n in enumerate(toy.THING_CLASSES)}
+    expected: Dict[int, list] = {}
+    for ann in read_json(data / 'coco' / 'annotations' / 'instances_val2017.json')['annotations']:
+        expected.setdefault(ann['image_id'], []).append(
+            (label_of_cat[ann['category_id']], ann['area']))
+
+    def coco_dataset(split: str, **kwargs) -> CocoDataset:
+        return CocoDataset(data_root=str(data / 'coco'),
+                           ann_file=f'annotations/instances_{split}2017.json',
+                           data_prefix=dict(img=f'{split}2017/'),
+                           metainfo=dict(classes=toy.THING_CLASSES), pipeline=pipeline, **kwargs)
+
     with DefaultScope.overwrite_default_scope('mmdet'):
-        train = CocoDataset(data_root=str(data / 'coco'),
-                            ann_file='annotations/instances_train2017.json',
-                            data_prefix=dict(img='train2017/'),
-                            metainfo=dict(classes=toy.THING_CLASSES),
-                            filter_cfg=dict(filter_empty_gt=True, min_size=0), pipeline=pipeline)
-        val = CocoDataset(data_root=str(data / 'coco'), ann_file='annotations/instances_val2017.json',
-                          data_prefix=dict(img='val2017/'), metainfo=dict(classes=toy.THING_CLASSES),
-                          test_mode=True, pipeline=pipeline)
+        train = coco_dataset('train', filter_cfg=dict(filter_empty_gt=True, min_size=0))
+        val = coco_dataset('val', test_mode=True)
         assert len(train) == NUM_TRAIN and len(val) == NUM_VAL
         for dataset in (train, val):
             for i in range(len(dataset)):
                 out = dataset[i]
                 h, w = out['img'].shape[:2]
-                n = len(out['gt_bboxes_labels'])
-                assert out['gt_masks'].masks.shape == (n, h, w)
-                assert len(out['gt_bboxes']) == n and set(out['gt_bboxes_labels']) <= set(range(5))
-                # Labels go through the non-contiguous category ids back to our class order.
-                ours = [a for a in instances['annotations'] if a['image_id'] == out['img_id']]
+                labels = out['gt_bboxes_labels']
+                assert out['gt_masks'].masks.shape == (len(labels), h, w)
+                assert len(out['gt_bboxes']) == len(labels) and set(labels) <= set(range(5))
                 if dataset is val:
-                    assert sorted(out['gt_bboxes_labels'].tolist()) == sorted(
-                        toy.THING_CLASSES.index(
-                            {v: k for k, v in toy.THING_CATEGORY_IDS.items()}[a['category_id']])
-                        for a in ours)
-                    assert sorted(out['gt_masks'].areas.tolist()) == sorted(a['area'] for a in ours)
+                    got = zip(labels.tolist(), out['gt_masks'].areas.tolist())
+                    assert sorted(got) == sorted(expected.get(out['img_id'], []))
         assert len(val[0]['gt_bboxes_labels']) == 0  # the empty-gt val image survives
+        # ... and is the only one mmdet's empty-gt filter drops in training mode.
+        val_as_train = coco_dataset('val', filter_cfg=dict(filter_empty_gt=True))
+        assert len(val_as_train) == NUM_VAL - 1
 
 
 def test_mmdet_coco_panoptic_dataset(data):
@@ -292,6 +300,16 @@ def test_mmdet_coco_panoptic_dataset(data):
             if n:
                 thing_pixels = out['gt_masks'].masks.any(0)
                 assert np.all(out['gt_seg_map'][thing_pixels] < 5)
+
+    # The panopticapi evaluation logic (as vendored by mmdet) accepts the files and scores the
+    # ground truth against itself perfectly on every category present.
+    from mmdet.evaluation.functional import pq_compute_single_core
+    seg_dir = str(data / 'coco' / 'annotations' / 'panoptic_val2017')
+    categories = {c['id']: c for c in panoptic['categories']}
+    stat = pq_compute_single_core(0, [(a, a) for a in panoptic['annotations']], seg_dir, seg_dir,
+                                  categories)
+    result, _ = stat.pq_average(categories, isthing=None)
+    assert result['pq'] == pytest.approx(1.0) and result['n'] >= 3
 
 
 def test_mmseg_ade20k_dataset(data):

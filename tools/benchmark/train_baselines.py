@@ -36,9 +36,7 @@ def train(config: str, minutes: float, data: Path, work_root: Path) -> dict:
     work_dir = work_root / Path(config).stem
     cmd = [
         sys.executable, str(REPO / 'tools' / 'train.py'), str(REPO / 'configs' / 'baselines' / config),
-        '--work-dir', str(work_dir), '--cfg-options', 'train_cfg.max_iters=1000000',
-        'train_cfg.val_interval=1000000', 'default_hooks.checkpoint.interval=1000000',
-        f'custom_hooks=[dict(type="TimeBudgetHook",minutes={minutes})]'
+        '--work-dir', str(work_dir), '--time-budget', str(minutes)
     ]
     env = dict(os.environ, MMCLUSTER_TOY_DATA=str(data))
     start = time.perf_counter()
