@@ -7,8 +7,9 @@
 #   (one of the two per batch), label smoothing 0.1, stochastic depth 0.1, EMA of the weights
 #   (decay 0.9998 per iteration); test: resize the short side to 248 (crop_pct 0.9) and centre-crop 224.
 #   The official runs used mixed precision: add `--amp` to tools/train.py.
-# Params 5.57M (the paper's "5.3M" is 5,571,xxx / 2^20), 1.09 GMACs (official code, fvcore counting;
-# see README "Context Clusters" for our counter's number). Top-1: paper 71.8, re-trained release 73.2.
+# Params 5.571M (the paper's "5.3M" is params / 2^20). Paper 1.0 GFLOPs; tools/get_flops.py at 224^2:
+# 1.122 G multiply-adds, of which 1.094 G in convolutions, linear layers and norms (the 1.09 G usually
+# quoted; the rest are the clustering ops). Top-1: paper 71.8, re-trained release 73.2.
 #
 # Inherits mmpretrain's own bases: the PoolFormer data pipeline (bicubic RandomResizedCrop 224,
 # RandAugment m9 mstd0.5, RandomErasing 0.25 'rand', ResizeEdge 248 -> CenterCrop 224, 128 / GPU) and the

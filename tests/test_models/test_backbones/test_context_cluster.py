@@ -27,13 +27,15 @@ def _classifier_params(arch):
         c3 = backbone.embed_dims[-1]
         return _count(backbone) + c3 * 1000 + 1000  # LinearClsHead = one Linear(C3, 1000)
     import mmcluster  # noqa: F401
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
-    model = PRETRAIN_MODELS.build(
-        dict(type='ImageClassifier',
-             backbone=dict(type='ContextCluster', arch=arch),
-             neck=dict(type='GlobalAveragePooling'),
-             head=dict(type='LinearClsHead', num_classes=1000,
-                       in_channels=ContextCluster.arch_settings[arch]['embed_dims'][-1])))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # not whatever scope an earlier test left
+        model = PRETRAIN_MODELS.build(
+            dict(type='ImageClassifier',
+                 backbone=dict(type='ContextCluster', arch=arch),
+                 neck=dict(type='GlobalAveragePooling'),
+                 head=dict(type='LinearClsHead', num_classes=1000,
+                           in_channels=ContextCluster.arch_settings[arch]['embed_dims'][-1])))
     return _count(model)
 
 

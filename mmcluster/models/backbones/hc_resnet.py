@@ -1,0 +1,123 @@
+"""ResNet with HCFormer's backbone hooks: DCNv2 downsampling (paper Sec. 2.5, Appendix E.2) and the outputs of
+the first block of each downsampling stage (the official coarse maps of the clustering pairs).
+
+Paper: Teppei Suzuki, "Clustering as Attention: Unified Image Segmentation with Hierarchical Clustering"
+(arXiv 2205.09949). The official ``HCResNet`` (torchvision ResNet-50, FrozenBN) clusters the pairs
+``(res_l, layer_{l+1}[0](res_l))``: the coarse map is the output of the first (downsampling) block of the next
+stage, not the stage's output. :class:`HCResNet` is mmdet's :class:`~mmdet.models.backbones.ResNet` unchanged in
+its feed-forward path, with two options:
+
+* ``dcn_downsampling=True``: the strided 3x3 convolution of the first block of stages 2-4 (``conv2`` of a
+  ``pytorch``-style Bottleneck, ``conv1`` of a BasicBlock or a ``caffe``-style Bottleneck) and the strided 1x1
+  convolution of its shortcut become modulated deformable convolutions (mmcv
+  ``ModulatedDeformConv2dPack``: an offset/mask convolution with ``3 k^2`` output channels, zero-initialised,
+  offsets = first two thirds, mask = sigmoid of the last third; the same chunk layout as the official
+  ``DeformConv``). The main weight keeps the convolution's state-dict key (``layerN.0.conv2.weight``,
+  ``layerN.0.downsample.0.weight``), so ImageNet checkpoints (``torchvision://resnet50``) load unchanged;
+  only the new ``conv_offset.*`` are missing. With the zero-initialised offset/mask convolution the layer
+  starts as the plain strided convolution scaled by ``sigmoid(0) = 0.5`` (the standard DCNv2 start, also
+  the official code's; with frozen BN statistics the pretrained block's branch starts at half scale and the
+  mask convolution learns it back).
+  Shortcuts with ``avg_down`` (pooling, then a stride-1 convolution) keep their convolution.
+* ``first_block_outs=True``: ``forward`` returns the stage outputs followed by the first-block outputs of
+  stages 2-4, i.e. ``(res2, res3, res4, res5, b3, b4, b5)`` with ``b_{l+1} = layer_{l+1}[0](res_l)``; the
+  :class:`~mmcluster.models.necks.HCFormerNeck` with ``coarse_inputs='first_block'`` pairs ``res_l`` with
+  ``b_{l+1}``. Needs ``out_indices=(0, 1, 2, 3)``.
+"""
+from typing import Tuple
+
+import torch.nn as nn
+from mmcv.ops import ModulatedDeformConv2dPack
+from mmdet.models.backbones import ResNet
+from mmengine.model import Sequential
+from torch import Tensor
+
+from mmcluster.registry import MODELS, register_module
+
+
+class DCNv2Downsample(ModulatedDeformConv2dPack):
+    """A strided modulated deformable convolution that replaces a downsampling convolution.
+
+    ``init_weights`` re-initialises the main weight like mmdet's ResNet initialises a ``Conv2d`` (Kaiming
+    normal, fan-out, ReLU) and zero-initialises the offset/mask convolution (zero offsets, mask 0.5: the layer
+    starts as half the convolution it replaces). mmengine calls it after the parent's layer-wise init and before any
+    ``Pretrained`` init_cfg, which then overwrites the main weight.
+    """
+
+    def init_weights(self) -> None:
+        nn.init.kaiming_normal_(self.weight, mode='fan_out', nonlinearity='relu')
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+        if hasattr(self, 'conv_offset'):  # not yet built when the parent constructor calls init_weights
+            nn.init.zeros_(self.conv_offset.weight)
+            nn.init.zeros_(self.conv_offset.bias)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> 'DCNv2Downsample':
+        if conv.groups != 1:
+            raise ValueError('grouped downsampling convolutions are not supported')
+        dcn = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                  padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None)
+        dcn.weight.data.copy_(conv.weight.data)  # as the official code does (re-initialised by init_weights)
+        if conv.bias is not None:
+            dcn.bias.data.copy_(conv.bias.data)
+        return dcn
+
+
+def _is_strided(conv: nn.Module) -> bool:
+    return isinstance(conv, nn.Conv2d) and max(conv.stride) > 1
+
+
+@register_module(MODELS)
+class HCResNet(ResNet):
+    """mmdet ResNet with HCFormer's DCNv2 downsampling and first-block outputs (see the module docstring).
+
+    Args:
+        dcn_downsampling: replace the strided convolutions of the first block of stages 2-4 (and of its
+            shortcut) by DCNv2. Defaults to False (``RESNETS.DOWNSAMPLING='conv'``); the HCFormer ResNet
+            configs set True (official default ``'deform'``).
+        first_block_outs: also return the first-block outputs of stages 2-4 (after the stage outputs).
+        *args, **kwargs: :class:`mmdet.models.backbones.ResNet` arguments.
+    """
+
+    def __init__(self, *args, dcn_downsampling: bool = False, first_block_outs: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.dcn_downsampling = dcn_downsampling
+        self.first_block_outs = first_block_outs
+        if first_block_outs and tuple(self.out_indices) != tuple(range(self.num_stages)):
+            raise ValueError(f'first_block_outs needs out_indices={tuple(range(self.num_stages))}, '
+                             f'got {self.out_indices}')
+        if dcn_downsampling:
+            for name in self.res_layers[1:]:
+                self._deform_first_block(name)
+            self._freeze_stages()  # the new modules of frozen stages must be frozen too
+
+    def _deform_first_block(self, layer_name: str) -> None:
+        block = getattr(self, layer_name)[0]
+        strided = [n for n in ('conv1', 'conv2') if _is_strided(getattr(block, n, None))]
+        if not strided:
+            raise ValueError(f'{layer_name}[0] has no strided convolution to deform (dilated stage or DCN '
+                             'already configured?)')
+        setattr(block, strided[0], DCNv2Downsample.from_conv(getattr(block, strided[0])))
+        down = block.downsample
+        if down is not None and _is_strided(down[0]):
+            block.downsample = Sequential(DCNv2Downsample.from_conv(down[0]), *list(down)[1:])
+        elif down is not None:  # avg_down: [AvgPool, conv(stride 1), norm] -> keep it, make init reach it
+            block.downsample = Sequential(*list(down))
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        if not self.first_block_outs:
+            return super().forward(x)
+        if self.deep_stem:
+            x = self.stem(x)
+        else:
+            x = self.relu(self.norm1(self.conv1(x)))
+        x = self.maxpool(x)
+        outs, firsts = [], []
+        for i, layer_name in enumerate(self.res_layers):
+            for j, block in enumerate(getattr(self, layer_name)):
+                x = block(x)
+                if j == 0 and i > 0:
+                    firsts.append(x)
+            outs.append(x)
+        return tuple(outs) + tuple(firsts)

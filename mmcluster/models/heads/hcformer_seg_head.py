@@ -1,0 +1,116 @@
+"""HCFormer decode heads for mmseg's ``EncoderDecoder`` (semantic segmentation).
+
+* :class:`HCFormerSegHead`: :class:`~mmcluster.models.heads.HCFormerHead` with mmseg's decode-head interface,
+  the way mmseg's ``Mask2FormerHead`` wraps mmdet's: ``loss(x, data_samples, train_cfg)`` turns each
+  ``gt_sem_seg`` into one binary mask per present class (``ignore_index`` dropped) and applies the mmdet
+  losses; ``predict(x, img_metas, test_cfg)`` returns semantic logits
+  ``einsum(softmax(cls)[..., :-1], sigmoid(mask))`` at the padded input size.
+* :class:`HCFCNHead`: the per-pixel variant of Appendix E.1 ("HC-FCN-32s"): mmseg's ``FCNHead`` (FCN-32s:
+  convolutions + 1x1 classifier) on the stride-32 feature, its class logits decoded through the clustering
+  assignments (Eq. 5) to stride ``32 / 2**level`` instead of being upsampled bilinearly; mmseg's
+  ``loss_by_feat`` / ``predict_by_feat`` then resize to the label / image size as usual. The decoded
+  quantity is the logit map (each decoded logit is a convex combination of the 9 candidate cells' logits);
+  the paper does not say whether logits or probabilities are decoded. ``loss_hc_scale`` is added to the
+  losses as in HCFormer.
+
+Both take the :class:`~mmcluster.models.necks.HCFeatures` ``(feat, assigns, scales)`` of
+:class:`~mmcluster.models.necks.HCFormerNeck` as input (``model.neck``).
+"""
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.structures import InstanceData
+from mmseg.models.decode_heads import FCNHead
+from torch import Tensor
+
+from mmcluster.models.layers.hc_clustering import REG_MODES, hc_scale_regulariser
+from mmcluster.models.layers.hc_decode import hc_decode_hierarchy
+from mmcluster.registry import MODELS, register_module
+from .hcformer_head import HCFormerHead, unpack_hc_features
+
+
+def sem_seg_to_instances(batch_data_samples, ignore_index: int = 255) -> Tuple[List[InstanceData], List[dict]]:
+    """One binary mask per class present in each ``gt_sem_seg`` (``ignore_index`` excluded)."""
+    batch_gt_instances, batch_img_metas = [], []
+    for data_sample in batch_data_samples:
+        batch_img_metas.append(data_sample.metainfo)
+        sem = data_sample.gt_sem_seg.data[0]  # [H, W]
+        labels = torch.unique(sem)
+        labels = labels[labels != ignore_index]
+        masks = (sem[None] == labels[:, None, None]).long()  # [N, H, W]
+        batch_gt_instances.append(InstanceData(labels=labels, masks=masks))
+    return batch_gt_instances, batch_img_metas
+
+
+@register_module(MODELS)
+class HCFormerSegHead(HCFormerHead):
+    """HCFormer head as an mmseg decode head (semantic segmentation).
+
+    Args:
+        num_classes: number of semantic classes (no "things"/"stuff" split). Defaults to 150 (ADE20K).
+        align_corners: read by ``EncoderDecoder`` for its final resize. Defaults to False.
+        ignore_index: label ignored when building the per-class masks. Defaults to 255.
+        **kwargs: :class:`HCFormerHead` arguments (``in_channels``, ``feat_channels``, ``transformer_decoder``,
+            losses, ``train_cfg``, ...); ``num_things_classes`` / ``num_stuff_classes`` are set from
+            ``num_classes``.
+    """
+
+    def __init__(self, num_classes: int = 150, align_corners: bool = False, ignore_index: int = 255,
+                 **kwargs) -> None:
+        kwargs.update(num_things_classes=num_classes, num_stuff_classes=0)
+        super().__init__(**kwargs)
+        self.align_corners = align_corners
+        self.ignore_index = ignore_index
+        self.out_channels = num_classes  # EncoderDecoder reads it
+
+    def loss(self, x, batch_data_samples, train_cfg=None) -> Dict[str, Tensor]:
+        batch_gt_instances, batch_img_metas = sem_seg_to_instances(batch_data_samples, self.ignore_index)
+        all_cls_scores, all_mask_preds = self(x, batch_data_samples, decode='all')
+        losses = self.loss_by_feat(all_cls_scores, all_mask_preds, batch_gt_instances, batch_img_metas)
+        losses.update(self.loss_scales(x))
+        return losses
+
+    def predict(self, x, batch_img_metas: List[dict], test_cfg=None) -> Tensor:
+        """Semantic logits ``[B, K, H_pad, W_pad]``."""
+        all_cls_scores, all_mask_preds = self(x, None, decode='last')
+        meta = batch_img_metas[0]
+        size = meta['pad_shape'] if 'pad_shape' in meta else meta['img_shape']
+        mask_pred = F.interpolate(all_mask_preds[-1], size=tuple(size[:2]), mode='bilinear', align_corners=False)
+        cls_score = F.softmax(all_cls_scores[-1], dim=-1)[..., :-1]
+        return torch.einsum('bqc,bqhw->bchw', cls_score, mask_pred.sigmoid())
+
+
+@register_module(MODELS)
+class HCFCNHead(FCNHead):
+    """HC-FCN-32s (paper Appendix E.1): FCN head on the stride-32 feature, logits decoded by the clusters.
+
+    Args:
+        reg_weight: weight of ``loss_hc_scale`` (0 disables it). Defaults to 0.1.
+        reg_mode: ``'abs_of_sum'`` (official HCFormer code) or ``'sum_of_abs'`` (paper).
+        **kwargs: mmseg ``FCNHead`` arguments (``in_channels`` = channels of the top feature, ``channels``,
+            ``num_convs``, ``concat_input``, ``num_classes``, ...). ``in_index`` is fixed to 0 (the top feature
+            of :class:`HCFeatures`) and ``input_transform`` must be None.
+    """
+
+    def __init__(self, reg_weight: float = 0.1, reg_mode: str = 'abs_of_sum', **kwargs) -> None:
+        if kwargs.get('input_transform') is not None or kwargs.get('in_index', 0) != 0:
+            raise ValueError('HCFCNHead reads the top feature of HCFeatures: leave in_index=0, input_transform=None')
+        if reg_mode not in REG_MODES:
+            raise ValueError(f'reg_mode must be one of {REG_MODES}, got {reg_mode!r}')
+        kwargs['in_index'] = 0
+        super().__init__(**kwargs)
+        self.reg_weight = reg_weight
+        self.reg_mode = reg_mode
+
+    def forward(self, inputs) -> Tensor:
+        feat, assigns, _ = unpack_hc_features(inputs)
+        logits = super().forward([feat])  # [B, K, H/32, W/32]
+        return hc_decode_hierarchy(logits, assigns)
+
+    def loss(self, inputs, batch_data_samples, train_cfg) -> Dict[str, Tensor]:
+        losses = super().loss(inputs, batch_data_samples, train_cfg)
+        scales = unpack_hc_features(inputs)[2]
+        if scales and self.reg_weight:
+            losses['loss_hc_scale'] = hc_scale_regulariser(scales, self.reg_weight, self.reg_mode)
+        return losses

@@ -1,0 +1,163 @@
+"""The clustering module of HCFormer ("clustering after downsampling", paper Eq. 3 with the local attention of
+Sec. 2.4 / Appendix B) and the L1 regulariser on its scales.
+
+Paper: Teppei Suzuki, "Clustering as Attention: Unified Image Segmentation with Hierarchical Clustering"
+(arXiv 2205.09949).
+
+Given a fine map ``F`` (``[B, C_f, H, W]``) and the map ``F_d`` that a stride-2 downsampling of the backbone
+made from it (``[B, C_c, ceil(H/2), ceil(W/2)]``), the module computes
+
+* ``f_p = W_f LN(F)_p / ||W_f LN(F)_p||`` and ``c_q = W_c LN(F_d)_q / ||W_c LN(F_d)_q||``: LayerNorm over
+  channels, a 1x1 convolution without bias to ``embed_dims`` (128 in the paper; xavier-normal init) and L2
+  normalisation per pixel, so that inner products are cosine similarities;
+* for each fine pixel ``p`` and each of its 9 candidate cells ``q(p) + o_k`` (the 3x3 neighbourhood of the
+  parent cell ``q(p) = (floor(i/2), floor(j/2))``; order ``k = 3 (dy + 1) + (dx + 1)``, see
+  :mod:`~mmcluster.models.layers.hc_decode`) the similarity ``s_kp = <f_p, c_{q(p) + o_k}>``;
+* the soft assignment ``A_kp = softmax_k(s_kp / (|s| + 1e-8))`` with one learnable scalar ``s`` per module
+  (init 0.1; the official code calls it ``temp``). Candidates outside the coarse map get logit
+  ``finfo.min`` before the softmax, i.e. weight exactly 0. As ``s -> 0`` the assignment becomes the hard
+  arg-max assignment of Eq. 2.
+
+Output: ``A`` of shape ``[B, 9, H, W]``, ``sum_k A = 1``. Odd ``H`` / ``W`` are handled (the coarse map is
+``ceil(H/2) x ceil(W/2)``, as a padded stride-2 convolution or patch merging produces); any other coarse
+size or channel count raises a ValueError.
+
+Implementation: the fine map is embedded directly in a window-major layout ``[B, Hc, Wc, 4, E]`` (one copy,
+the same a channels-last permute costs), so each of the 9 candidates is a view of the zero-padded coarse
+embedding broadcast over the 4 pixels of each window, and ``s_k`` is a multiply + sum over the contiguous
+last dimension: 9 shifted products, no 9x unfolded copy of either map, plain autograd (the broadcast
+backward reduces over a size-4 axis). Compared with the unfold / einsum / fold form of the paper's
+Listing 1, see REFERENCE section 8 and ``tools/benchmark/hc_decode_memory.py --op clustering``.
+"""
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from mmcluster.registry import MODELS, register_module
+from .hc_decode import HC_OFFSETS, NUM_CANDIDATES, hc_coarse_size
+
+REG_MODES = ('abs_of_sum', 'sum_of_abs')
+
+
+def hc_scale_regulariser(scales: Sequence[Tensor], weight: float = 0.1,
+                         mode: str = 'abs_of_sum') -> Tensor:
+    """L1 regulariser on the clustering scales: ``weight * |sum_i s_i|`` (``'abs_of_sum'``, official code) or
+    ``weight * sum_i |s_i|`` (``'sum_of_abs'``, paper Sec. 3.1). Equal while every ``s_i >= 0``."""
+    if mode not in REG_MODES:
+        raise ValueError(f'mode must be one of {REG_MODES}, got {mode!r}')
+    if len(scales) == 0:
+        raise ValueError('no scales to regularise')
+    s = torch.stack([torch.as_tensor(t).reshape(()) for t in scales])
+    reg = s.sum().abs() if mode == 'abs_of_sum' else s.abs().sum()
+    return weight * reg
+
+
+@register_module(MODELS)
+class HCClustering(BaseModule):
+    """HCFormer clustering module: soft assignment of a fine map's pixels to 9 candidate coarse cells.
+
+    Args:
+        fine_channels: channels ``C_f`` of the fine map (before the downsampling).
+        coarse_channels: channels ``C_c`` of the coarse map (after the downsampling).
+        embed_dims: ``C_F``, the dimension of the cosine-similarity space. Defaults to 128 (paper).
+        init_scale: initial value of the scale ``s``. Defaults to 0.1 (paper, Appendix D).
+        eps: added to ``|s|`` in the softmax temperature. Defaults to 1e-8 (official code).
+        norm_eps: LayerNorm epsilon. Defaults to 1e-5 (``nn.LayerNorm``'s default; the official value is
+            not documented).
+        init_cfg: mmengine init config. The projections are xavier-normal initialised at construction.
+
+    Parameter names follow the official code (``fine_norm``, ``coarse_norm``, ``fine_emb``, ``coarse_emb``,
+    ``temp``) so its checkpoints map one to one.
+    """
+
+    def __init__(self, fine_channels: int, coarse_channels: int, embed_dims: int = 128,
+                 init_scale: float = 0.1, eps: float = 1e-8, norm_eps: float = 1e-5,
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.fine_channels = fine_channels
+        self.coarse_channels = coarse_channels
+        self.embed_dims = embed_dims
+        self.eps = eps
+        self.fine_norm = nn.LayerNorm(fine_channels, eps=norm_eps)
+        self.coarse_norm = nn.LayerNorm(coarse_channels, eps=norm_eps)
+        self.fine_emb = nn.Conv2d(fine_channels, embed_dims, 1, bias=False)
+        self.coarse_emb = nn.Conv2d(coarse_channels, embed_dims, 1, bias=False)
+        #: the paper's scale ``s`` (a 0-d parameter)
+        self.temp = nn.Parameter(torch.tensor(float(init_scale)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_normal_(self.fine_emb.weight)
+        nn.init.xavier_normal_(self.coarse_emb.weight)
+
+    @property
+    def scale(self) -> Tensor:
+        """The learnable scale ``s`` of Eq. 3 (alias of ``temp``)."""
+        return self.temp
+
+    def _embed(self, x: Tensor, norm: nn.LayerNorm, proj: nn.Conv2d) -> Tensor:
+        """LN over the last (channel) dim, 1x1 projection, L2 normalisation; channels-last in and out."""
+        x = F.linear(norm(x), proj.weight.flatten(1))
+        return F.normalize(x, dim=-1)
+
+    def similarity(self, fine: Tensor, coarse: Tensor) -> Tensor:
+        """Cosine similarities ``s_kp`` in window-major layout ``[B, Hc, Wc, 4, 9]`` (window pixel
+        ``2 * di + dj``); candidates outside the coarse map have similarity exactly 0."""
+        self._check(fine, coarse)
+        b, _, h, w = fine.shape
+        hc, wc = coarse.shape[-2:]
+        if (2 * hc, 2 * wc) != (h, w):  # odd size: pad the last row / column (cropped from the output)
+            fine = F.pad(fine, (0, 2 * wc - w, 0, 2 * hc - h))
+        # [B, C, Hc, 2, Wc, 2] -> [B, Hc, Wc, 2, 2, C]: one copy, then per-pixel LN / projection
+        f = fine.view(b, -1, hc, 2, wc, 2).permute(0, 2, 4, 3, 5, 1)
+        f = self._embed(f, self.fine_norm, self.fine_emb).reshape(b, hc, wc, 4, self.embed_dims)
+        c = self._embed(coarse.permute(0, 2, 3, 1), self.coarse_norm, self.coarse_emb)
+        c = F.pad(c, (0, 0, 1, 1, 1, 1))  # zero candidates outside the map
+        sims = [(f * c[:, 1 + dy:1 + dy + hc, 1 + dx:1 + dx + wc, None, :]).sum(-1) for dy, dx in HC_OFFSETS]
+        return torch.stack(sims, dim=-1)
+
+    def forward(self, fine: Tensor, coarse: Tensor) -> Tensor:
+        """Soft assignment ``A`` (``[B, 9, H, W]``) of ``fine`` (``[B, C_f, H, W]``) onto ``coarse``
+        (``[B, C_c, ceil(H/2), ceil(W/2)]``)."""
+        b, _, h, w = fine.shape
+        hc, wc = coarse.shape[-2:]
+        sim = self.similarity(fine, coarse)  # [B, Hc, Wc, 4, 9]
+        logits = sim / (self.temp.abs() + self.eps)
+        valid = self._valid(hc, wc, sim.device)  # [Hc, Wc, 1, 9]
+        logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
+        assign = logits.softmax(-1)
+        # [B, Hc, Wc, 2, 2, 9] -> [B, 9, Hc, 2, Wc, 2] -> [B, 9, 2Hc, 2Wc] -> crop to [B, 9, H, W]
+        assign = assign.view(b, hc, wc, 2, 2, NUM_CANDIDATES).permute(0, 5, 1, 3, 2, 4)
+        return assign.reshape(b, NUM_CANDIDATES, 2 * hc, 2 * wc)[:, :, :h, :w]
+
+    @staticmethod
+    def _valid(hc: int, wc: int, device) -> Tensor:
+        qy = torch.arange(hc, device=device)
+        qx = torch.arange(wc, device=device)
+        cols = [((qy + dy >= 0) & (qy + dy < hc))[:, None] & ((qx + dx >= 0) & (qx + dx < wc))[None, :]
+                for dy, dx in HC_OFFSETS]
+        return torch.stack(cols, dim=-1)[:, :, None, :]
+
+    def _check(self, fine: Tensor, coarse: Tensor) -> None:
+        if fine.dim() != 4 or coarse.dim() != 4:
+            raise ValueError(f'fine and coarse must be [B, C, H, W] maps, got {tuple(fine.shape)} and '
+                             f'{tuple(coarse.shape)}')
+        if fine.shape[0] != coarse.shape[0]:
+            raise ValueError(f'batch sizes differ: fine {fine.shape[0]}, coarse {coarse.shape[0]}')
+        if fine.shape[1] != self.fine_channels:
+            raise ValueError(f'fine map has {fine.shape[1]} channels, the module expects {self.fine_channels}')
+        if coarse.shape[1] != self.coarse_channels:
+            raise ValueError(f'coarse map has {coarse.shape[1]} channels, the module expects '
+                             f'{self.coarse_channels}')
+        expected = hc_coarse_size(*fine.shape[-2:])
+        if tuple(coarse.shape[-2:]) != expected:
+            raise ValueError(f'a fine map of size {tuple(fine.shape[-2:])} needs a coarse map of size {expected} '
+                             f'(ceil of half), got {tuple(coarse.shape[-2:])}')
+
+    def extra_repr(self) -> str:
+        return (f'fine_channels={self.fine_channels}, coarse_channels={self.coarse_channels}, '
+                f'embed_dims={self.embed_dims}, eps={self.eps}')

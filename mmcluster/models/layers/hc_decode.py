@@ -1,0 +1,132 @@
+"""Cluster-based decoding of HCFormer (paper Eq. 5) and the 3x3 candidate-cluster layout it shares with the
+clustering module (:class:`~mmcluster.models.layers.HCClustering`).
+
+Paper: Teppei Suzuki, "Clustering as Attention: Unified Image Segmentation with Hierarchical Clustering"
+(arXiv 2205.09949), Sec. 2.3-2.4 and Appendix B.
+
+Layout. A fine map of size ``H x W`` is clustered onto the coarse map of size ``Hc x Wc`` with
+``Hc = ceil(H / 2)``, ``Wc = ceil(W / 2)`` (the output of a stride-2 downsampling with padding). Fine pixel
+``p = (i, j)`` lies in the 2x2 window of its parent coarse cell ``q(p) = (floor(i / 2), floor(j / 2))``; its
+candidate clusters are the 3x3 coarse cells around the parent, ``q(p) + o_k`` with
+
+    o_k = (dy, dx),  dy, dx in {-1, 0, 1},  k = 3 * (dy + 1) + (dx + 1)        (k = 4 is the parent itself).
+
+An assignment map ``A`` has shape ``[B, 9, H, W]`` with ``A[:, k, i, j]`` the weight of candidate ``k`` for
+pixel ``(i, j)``; candidates outside the coarse map have weight 0 and ``sum_k A[:, k] = 1``.
+
+Decoding (Eq. 5) maps a coarse map ``x`` (``[B, C, Hc, Wc]``) to the fine grid:
+
+    y[:, :, i, j] = sum_k A[:, k, i, j] * x[:, :, floor(i / 2) + dy_k, floor(j / 2) + dx_k]
+
+(``x`` taken as 0 outside the map). Odd ``H`` or ``W`` need no special case: the parent cell is still
+``floor(i / 2)``, and the last coarse row / column simply has a half-empty window.
+
+Implementation (exact, no 9x unfolded copy): ``x`` is upsampled once by nearest-neighbour 2x, so that
+``U[i, j] = x[floor(i / 2), floor(j / 2)]`` and hence ``x[floor(i / 2) + dy, floor(j / 2) + dx] =
+U[i + 2 dy, j + 2 dx]``; ``U`` is zero-padded by 2 and the output is 9 shifted multiply-adds
+(``addcmul``) of ``A[:, k]`` with views of ``U``. Memory: one upsampled copy of ``x`` (the size of the
+output) instead of the 9 x ``Hc x Wc`` x C candidate tensor of the unfold form (2.25x the output);
+``tools/benchmark/hc_decode_memory.py`` measures both.
+"""
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: candidate offsets ``(dy, dx)`` in the order of the assignment channel ``k = 3 * (dy + 1) + (dx + 1)``
+HC_OFFSETS: Tuple[Tuple[int, int], ...] = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+NUM_CANDIDATES = 9
+
+
+def hc_coarse_size(height: int, width: int) -> Tuple[int, int]:
+    """Size of the coarse map a ``height x width`` map is clustered onto: ``(ceil(H/2), ceil(W/2))``."""
+    return (height + 1) // 2, (width + 1) // 2
+
+
+def hc_candidate_valid(height: int, width: int, device=None) -> Tensor:
+    """``[9, H, W]`` bool: candidate ``k`` of pixel ``(i, j)`` lies inside the ``ceil(H/2) x ceil(W/2)`` map."""
+    hc, wc = hc_coarse_size(height, width)
+    qy = torch.arange(height, device=device) // 2
+    qx = torch.arange(width, device=device) // 2
+    rows = [((qy + dy >= 0) & (qy + dy < hc))[:, None] & ((qx + dx >= 0) & (qx + dx < wc))[None, :]
+            for dy, dx in HC_OFFSETS]
+    return torch.stack(rows)
+
+
+def check_assignment(assign: Tensor, coarse_hw: Sequence[int], name: str = 'assign') -> None:
+    """Raise a ValueError unless ``assign`` is ``[B, 9, H, W]`` with ``ceil(H/2), ceil(W/2) == coarse_hw``."""
+    if assign.dim() != 4 or assign.shape[1] != NUM_CANDIDATES:
+        raise ValueError(f'{name} must be [B, 9, H, W], got {tuple(assign.shape)}')
+    expected = hc_coarse_size(*assign.shape[-2:])
+    if tuple(coarse_hw) != expected:
+        raise ValueError(f'{name} of size {tuple(assign.shape[-2:])} expects a coarse map of size '
+                         f'{expected} (ceil of half), got {tuple(coarse_hw)}')
+
+
+def hc_decode(x: Tensor, assign: Tensor) -> Tensor:
+    """Cluster-based decoding (HCFormer Eq. 5): ``[B, C, ceil(H/2), ceil(W/2)]`` -> ``[B, C, H, W]``.
+
+    Args:
+        x: coarse map (e.g. mask logits), ``[B, C, Hc, Wc]``.
+        assign: soft assignment of each fine pixel to its 9 candidate coarse cells, ``[B, 9, H, W]``
+            (neighbour order ``k = 3 * (dy + 1) + (dx + 1)``), e.g. from :class:`HCClustering`.
+
+    Returns:
+        ``[B, C, H, W]``, ``y_p = sum_k A_kp x_{q(p) + o_k}``. Differentiable w.r.t. both inputs.
+    """
+    if x.dim() != 4:
+        raise ValueError(f'x must be [B, C, Hc, Wc], got {tuple(x.shape)}')
+    check_assignment(assign, x.shape[-2:])
+    if assign.shape[0] != x.shape[0]:
+        raise ValueError(f'batch sizes differ: x {x.shape[0]}, assign {assign.shape[0]}')
+    if assign.dtype != x.dtype:
+        assign = assign.to(x.dtype)
+    height, width = assign.shape[-2:]
+    # U[i, j] = x[i // 2, j // 2], zero-padded by 2 (= one coarse cell) on every side
+    up = F.pad(F.interpolate(x, scale_factor=2.0, mode='nearest'), (2, 2, 2, 2))
+
+    def shifted(dy: int, dx: int) -> Tensor:
+        return up[:, :, 2 + 2 * dy:2 + 2 * dy + height, 2 + 2 * dx:2 + 2 * dx + width]
+
+    out = assign[:, 4:5] * shifted(0, 0)
+    for k, (dy, dx) in enumerate(HC_OFFSETS):
+        if k != 4:  # in place: no backward needs the running sum, so autograd allows it
+            out.addcmul_(assign[:, k:k + 1], shifted(dy, dx))
+    return out
+
+
+def hc_decode_hierarchy(x: Tensor, assigns: Sequence[Tensor]) -> Tensor:
+    """Decode ``x`` through a list of assignments ordered coarse-to-fine (e.g. ``[A_16<-32, A_8<-16, A_4<-8]``)."""
+    for level, assign in enumerate(assigns):
+        check_assignment(assign, x.shape[-2:], name=f'assigns[{level}]')
+        x = hc_decode(x, assign)
+    return x
+
+
+def hc_hard_labels(assigns: Sequence[Tensor]) -> List[Tensor]:
+    """Hard cluster ids of every level, composed down the hierarchy (for visualisation).
+
+    With ``assigns`` ordered coarse-to-fine, level 0's clusters are the cells of the coarsest map
+    (``Hc x Wc``); returns, for each level ``l``, a ``[B, H_l, W_l]`` long tensor giving the id of the
+    coarsest-map cell that each pixel of level ``l``'s fine map reaches by following its arg-max
+    candidate at every level up (``-1`` never occurs: the arg-max is always a valid cell).
+    """
+    if not assigns:
+        return []
+    b = assigns[0].shape[0]
+    hc, wc = hc_coarse_size(*assigns[0].shape[-2:])
+    labels = torch.arange(hc * wc, device=assigns[0].device).view(1, hc, wc).expand(b, hc, wc)
+    out = []
+    offsets = torch.tensor(HC_OFFSETS, device=assigns[0].device)
+    for assign in assigns:
+        height, width = assign.shape[-2:]
+        hc, wc = labels.shape[-2:]
+        k = assign.argmax(1)  # [B, H, W]
+        qy = (torch.arange(height, device=k.device) // 2).view(1, height, 1) + offsets[k, 0]
+        qx = (torch.arange(width, device=k.device) // 2).view(1, 1, width) + offsets[k, 1]
+        qy, qx = qy.clamp(0, hc - 1), qx.clamp(0, wc - 1)
+        bidx = torch.arange(b, device=k.device).view(b, 1, 1)
+        labels = labels[bidx, qy, qx]
+        out.append(labels)
+    return out

@@ -1,0 +1,149 @@
+"""HCFormer neck: hierarchical clustering between consecutive backbone levels (and the optional HCFormer+
+transformer encoder on the top feature).
+
+Paper: Teppei Suzuki, "Clustering as Attention: Unified Image Segmentation with Hierarchical Clustering"
+(arXiv 2205.09949), Sec. 2.2, 2.5, Fig. II.
+
+**Output contract** (what :class:`~mmcluster.models.heads.HCFormerHead`, :class:`HCFormerSegHead` and
+:class:`HCFCNHead` consume): an :class:`HCFeatures` named tuple ``(feat, assigns, scales)``
+
+* ``feat``: the top feature (stride 32; ``[B, C_top, H/32, W/32]``), after the encoder if there is one;
+* ``assigns``: list of ``level`` assignment maps **coarse-to-fine**, ``[A_16<-32, A_8<-16, A_4<-8]`` for
+  level 3, each ``[B, 9, H_l, W_l]`` (see :class:`~mmcluster.models.layers.HCClustering`); decoding a
+  stride-32 map through them in order gives stride ``32 / 2**level``;
+* ``scales``: the learnable scales ``s`` of the clustering modules in the same order (for the L1 regulariser
+  the heads add to their losses).
+
+It is a plain tuple, so ``x[0]`` is the top feature; a backbone that clusters internally may return the same
+triple (``scales`` may be empty) and use the heads without this neck.
+
+Clustering pairs. Level ``L`` clusters the ``L`` top transitions; pair ``l`` (``l = 0`` = the top one) clusters
+the fine map ``x[n-2-l]`` onto a coarse map:
+
+* ``coarse_inputs='next_stage'`` (default): the next stage's output ``x[n-1-l]`` -- what any mmdet / mmseg /
+  mmcluster backbone with ``out_indices=(0, 1, 2, 3)`` provides. **Deviation** from the official ResNet
+  code, whose coarse map is the output of the FIRST block of the next stage (the downsampling block); for
+  Swin the official coarse map is the PatchMerging output (before the next stage's blocks).
+* ``coarse_inputs='first_block'``: the official ResNet pairing, with inputs
+  ``(res2, res3, res4, res5, b3, b4, b5)`` from :class:`~mmcluster.models.backbones.HCResNet` with
+  ``first_block_outs=True`` (``b_{l+1}`` = output of the first block of stage ``l + 1``; same channels).
+
+HCFormer+ (``encoder=dict(...)``): ``Conv1x1(C_top -> d) + GroupNorm(32)``, sine positional encoding, and an mmdet
+``DetrTransformerEncoder`` (post-norm; paper: 6 layers, d 256, 8 heads, FFN 2048, dropout 0.1) on the top
+feature, which then has ``d`` channels.
+
+Learning rate: the official code keeps the clustering modules and the HCFormer+ encoder inside the backbone,
+so they get the backbone's lr multiplier (0.1); the HCFormer configs give ``neck`` the same multiplier with
+``paramwise_cfg.custom_keys``.
+"""
+from typing import List, NamedTuple, Optional, Sequence
+
+import torch.nn as nn
+from mmdet.models.layers import DetrTransformerEncoder, SinePositionalEncoding
+from mmengine.model import BaseModule, caffe2_xavier_init
+from torch import Tensor
+
+from mmcluster.models.layers.hc_clustering import HCClustering
+from mmcluster.registry import MODELS, register_module
+
+COARSE_INPUTS = ('next_stage', 'first_block')
+
+
+class HCFeatures(NamedTuple):
+    """What the HCFormer neck returns (see the module docstring)."""
+    feat: Tensor
+    assigns: List[Tensor]
+    scales: List[Tensor]
+
+
+@register_module(MODELS)
+class HCFormerNeck(BaseModule):
+    """Clustering between consecutive levels of a multi-scale backbone; returns :class:`HCFeatures`.
+
+    Args:
+        in_channels: channels of the backbone levels, fine to coarse (e.g. ``[256, 512, 1024, 2048]``;
+            strides 4, 8, 16, 32).
+        level: hierarchical level = number of clustered transitions, counted from the top (0 to
+            ``len(in_channels) - 1``; paper: 3).
+        embed_dims: ``C_F`` of the clustering modules (paper: 128).
+        init_scale: initial scale ``s`` of every clustering module (paper: 0.1).
+        coarse_inputs: ``'next_stage'`` or ``'first_block'`` (see the module docstring).
+        encoder: ``DetrTransformerEncoder`` config for HCFormer+ (``num_layers``, ``layer_cfg``); None = HCFormer.
+        encoder_positional_encoding: sine encoding of the encoder; ``num_feats`` defaults to ``d / 2``.
+        encoder_num_groups: GroupNorm groups after the encoder's input projection.
+        init_cfg: mmengine init config.
+    """
+
+    def __init__(self,
+                 in_channels: Sequence[int],
+                 level: int = 3,
+                 embed_dims: int = 128,
+                 init_scale: float = 0.1,
+                 coarse_inputs: str = 'next_stage',
+                 encoder: Optional[dict] = None,
+                 encoder_positional_encoding: Optional[dict] = None,
+                 encoder_num_groups: int = 32,
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.in_channels = list(in_channels)
+        num_levels = len(self.in_channels)
+        if not 0 <= level <= num_levels - 1:
+            raise ValueError(f'level must be in [0, {num_levels - 1}] for {num_levels} input levels, got {level}')
+        if coarse_inputs not in COARSE_INPUTS:
+            raise ValueError(f'coarse_inputs must be one of {COARSE_INPUTS}, got {coarse_inputs!r}')
+        self.level = level
+        self.coarse_inputs = coarse_inputs
+        # index 0 = the top pair (fine = in_channels[-2], coarse = in_channels[-1]), as in the official list
+        self.clustering_layers = nn.ModuleList([
+            HCClustering(self.in_channels[num_levels - 2 - l], self.in_channels[num_levels - 1 - l],
+                         embed_dims=embed_dims, init_scale=init_scale) for l in range(level)
+        ])
+        self.with_encoder = encoder is not None
+        self.out_channels = self.in_channels[-1]
+        if self.with_encoder:
+            self.encoder = DetrTransformerEncoder(**encoder)
+            d = self.encoder.embed_dims
+            self.input_proj = nn.Sequential(nn.Conv2d(self.in_channels[-1], d, 1), nn.GroupNorm(encoder_num_groups, d))
+            pe = dict(num_feats=d // 2, normalize=True)
+            pe.update(encoder_positional_encoding or {})
+            self.encoder_positional_encoding = SinePositionalEncoding(**pe)
+            self.out_channels = d
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.with_encoder:
+            caffe2_xavier_init(self.input_proj[0], bias=0)
+            for p in self.encoder.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+
+    @property
+    def num_inputs(self) -> int:
+        n = len(self.in_channels)
+        return n if self.coarse_inputs == 'next_stage' else 2 * n - 1
+
+    def forward(self, inputs: Sequence[Tensor]) -> HCFeatures:
+        if len(inputs) != self.num_inputs:
+            raise ValueError(f'HCFormerNeck(coarse_inputs={self.coarse_inputs!r}) expects {self.num_inputs} '
+                             f'backbone outputs, got {len(inputs)}')
+        n = len(self.in_channels)
+        stages = inputs[:n]
+        assigns, scales = [], []
+        for l, clustering in enumerate(self.clustering_layers):
+            fine = n - 2 - l
+            coarse = stages[fine + 1] if self.coarse_inputs == 'next_stage' else inputs[n + fine]
+            assigns.append(clustering(stages[fine], coarse))
+            scales.append(clustering.temp)
+        feat = stages[-1]
+        if self.with_encoder:
+            feat = self.encode(feat)
+        return HCFeatures(feat, assigns, scales)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """HCFormer+ encoder on the top feature: ``[B, C_top, h, w]`` -> ``[B, d, h, w]``."""
+        x = self.input_proj(x)
+        b, c, h, w = x.shape
+        pos = self.encoder_positional_encoding(x.new_zeros((b, h, w), dtype=bool))
+        query = self.encoder(query=x.flatten(2).transpose(1, 2), query_pos=pos.flatten(2).transpose(1, 2),
+                             key_padding_mask=None)
+        return query.transpose(1, 2).reshape(b, c, h, w)

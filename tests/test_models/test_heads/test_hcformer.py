@@ -1,0 +1,230 @@
+"""HCFormer model parts: HCResNet hooks (DCNv2 downsampling, first-block outputs), HCFormerNeck's output
+contract, HCFormerHead (mmdet) and the mmseg heads, on tiny inputs (odd sizes included)."""
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('mmdet.models')
+pytest.importorskip('mmseg.models')
+
+from mmdet.models.backbones import ResNet  # noqa: E402
+from mmdet.structures import DetDataSample  # noqa: E402
+from mmdet.structures.mask import BitmapMasks  # noqa: E402
+from mmengine.structures import InstanceData, PixelData  # noqa: E402
+from mmseg.structures import SegDataSample  # noqa: E402
+
+from mmcluster.models.backbones.hc_resnet import DCNv2Downsample  # noqa: E402
+from mmcluster.models.heads import HCFCNHead, HCFormerHead, HCFormerSegHead  # noqa: E402
+from mmcluster.models.layers import hc_decode_hierarchy  # noqa: E402
+from mmcluster.models.necks import HCFeatures, HCFormerNeck, HCResNet  # noqa: E402
+
+CH18 = [64, 128, 256, 512]
+FEAT = 32
+TRAIN_CFG = dict(
+    num_points=256, oversample_ratio=3.0, importance_sample_ratio=0.75,
+    assigner=dict(type='HungarianAssigner', match_costs=[
+        dict(type='ClassificationCost', weight=2.0),
+        dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+        dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)]),
+    sampler=dict(type='MaskPseudoSampler'))
+
+
+def decoder(layers=2, d=FEAT):
+    attn = dict(embed_dims=d, num_heads=4, dropout=0.0, batch_first=True)
+    return dict(return_intermediate=True, num_layers=layers, layer_cfg=dict(
+        self_attn_cfg=attn, cross_attn_cfg=attn,
+        ffn_cfg=dict(embed_dims=d, feedforward_channels=64, num_fcs=2, ffn_drop=0.0)))
+
+
+def head_kwargs(num_classes=4, **kw):
+    args = dict(in_channels=CH18, feat_channels=FEAT, out_channels=FEAT, num_queries=6,
+                transformer_decoder=decoder(), positional_encoding=dict(num_feats=FEAT // 2, normalize=True),
+                loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=2.0, reduction='mean',
+                              class_weight=[1.0] * num_classes + [0.1]),
+                train_cfg=TRAIN_CFG)
+    args.update(kw)
+    return args
+
+
+@pytest.fixture(scope='module')
+def feats():
+    """Backbone outputs of an odd-sized 2x3x100x70 image: strides 4..32 = 25x18, 13x9, 7x5, 4x3."""
+    torch.manual_seed(0)
+    backbone = HCResNet(depth=18, dcn_downsampling=True, first_block_outs=True)
+    backbone.eval()  # (mmdet's ResNet.train returns None: no chaining)
+    with torch.no_grad():
+        return backbone(torch.randn(2, 3, 100, 70))
+
+
+def test_hcresnet_dcn_and_first_block_outputs(feats):
+    torch.manual_seed(0)
+    plain = ResNet(depth=18)
+    hc = HCResNet(depth=18, dcn_downsampling=True, first_block_outs=True)
+    plain.eval()
+    hc.eval()
+    hc.init_weights()
+    # checkpoints of the plain ResNet load: only the new offset/mask convolutions are missing
+    missing, unexpected = hc.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected
+    assert sorted(missing) == sorted(
+        f'layer{n}.0.{m}.conv_offset.{p}' for n in (2, 3, 4) for m in ('conv1', 'downsample.0')
+        for p in ('weight', 'bias'))
+    for n in (2, 3, 4):
+        block = getattr(hc, f'layer{n}')[0]
+        assert isinstance(block.conv1, DCNv2Downsample) and isinstance(block.downsample[0], DCNv2Downsample)
+        assert block.conv1.conv_offset.weight.abs().sum() == 0  # zero-init survives init_weights
+    assert not isinstance(hc.layer1[0].conv1, DCNv2Downsample)
+    # zero offsets and mask sigmoid(0) = 0.5: half the plain strided convolution
+    x = torch.randn(1, 64, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(hc.layer2[0].conv1(x), 0.5 * plain.layer2[0].conv1(x), rtol=1e-4, atol=1e-5)
+        outs = hc(torch.randn(1, 3, 64, 96))
+    assert len(outs) == 7
+    with torch.no_grad():
+        for l in range(3):  # b_{l+1} = layer_{l+1}[0](res_l), same size and channels as res_{l+1}
+            torch.testing.assert_close(outs[4 + l], getattr(hc, f'layer{l + 2}')[0](outs[l]))
+            assert outs[4 + l].shape == outs[l + 1].shape
+    assert [tuple(f.shape[-2:]) for f in feats[:4]] == [(25, 18), (13, 9), (7, 5), (4, 3)]
+    with pytest.raises(ValueError, match='out_indices'):
+        HCResNet(depth=18, out_indices=(3, ), first_block_outs=True)
+
+
+@pytest.mark.parametrize('level', [0, 1, 3])
+@pytest.mark.parametrize('coarse_inputs', ['next_stage', 'first_block'])
+def test_neck_contract(feats, level, coarse_inputs):
+    neck = HCFormerNeck(CH18, level=level, embed_dims=16, coarse_inputs=coarse_inputs)
+    out = neck(feats if coarse_inputs == 'first_block' else feats[:4])
+    assert isinstance(out, HCFeatures) and isinstance(out, tuple)
+    assert out.feat is feats[3]
+    sizes = [(7, 5), (13, 9), (25, 18)][:level]  # coarse-to-fine
+    assert [tuple(a.shape) for a in out.assigns] == [(2, 9) + s for s in sizes]
+    assert [s is m.temp for s, m in zip(out.scales, neck.clustering_layers)] == [True] * level
+    mask = torch.randn(2, 5, 4, 3)
+    assert hc_decode_hierarchy(mask, out.assigns).shape[-2:] == ([(4, 3)] + sizes)[-1]
+    with pytest.raises(ValueError, match='backbone outputs'):
+        neck(feats[:3])
+    with pytest.raises(ValueError, match='level'):
+        HCFormerNeck(CH18, level=4)
+
+
+def test_neck_hcformer_plus_encoder(feats):
+    enc_attn = dict(embed_dims=FEAT, num_heads=4, dropout=0.1, batch_first=True)
+    neck = HCFormerNeck(CH18, level=3, encoder=dict(num_layers=2, layer_cfg=dict(
+        self_attn_cfg=enc_attn, ffn_cfg=dict(embed_dims=FEAT, feedforward_channels=64, ffn_drop=0.1))),
+        encoder_num_groups=8)
+    neck.init_weights()
+    out = neck(feats[:4])
+    assert neck.out_channels == FEAT and out.feat.shape == (2, FEAT, 4, 3)
+    assert len(neck.encoder.layers) == 2 and len(out.assigns) == 3
+
+
+def det_samples(n=2, hw=(100, 70), num_things=3):
+    samples = []
+    for i in range(n):
+        s = DetDataSample(metainfo=dict(batch_input_shape=hw, img_shape=hw, pad_shape=hw, ori_shape=hw,
+                                        scale_factor=(1.0, 1.0)))
+        masks = np.zeros((2, *hw), dtype=np.uint8)
+        masks[0, 10:50, 5:40] = 1
+        masks[1, 60:90, 30:65] = 1
+        s.gt_instances = InstanceData(labels=torch.tensor([i % num_things, 2]), masks=BitmapMasks(masks, *hw))
+        sem = torch.full((1, *hw), 255, dtype=torch.long)
+        sem[:, :, 50:] = 3  # a stuff class
+        s.gt_sem_seg = PixelData(sem_seg=sem)
+        samples.append(s)
+    return samples
+
+
+def test_head_forward_loss_predict(feats):
+    torch.manual_seed(0)
+    neck = HCFormerNeck(CH18, level=3, embed_dims=16, coarse_inputs='first_block')
+    head = HCFormerHead(num_things_classes=3, num_stuff_classes=1, **head_kwargs(4, reg_mode='sum_of_abs'))
+    head.init_weights()
+    x = neck(feats)
+    cls, masks = head(x, decode='all')
+    assert len(cls) == len(masks) == 3  # initial prediction + 2 layers
+    assert all(c.shape == (2, 6, 5) for c in cls)
+    assert all(m.shape == (2, 6, 25, 18) for m in masks)  # stride 4 of the 100x70 input
+    head.eval()
+    cls, masks = head(x)  # eval: only the last prediction is decoded
+    assert [tuple(m.shape[-2:]) for m in masks] == [(4, 3), (4, 3), (25, 18)]
+    head.train()
+
+    with torch.no_grad():
+        neck.clustering_layers[1].temp.fill_(-0.05)
+    losses = head.loss(neck(feats), det_samples())
+    assert {'loss_cls', 'loss_mask', 'loss_dice', 'd0.loss_mask', 'd1.loss_dice', 'loss_hc_scale'} <= set(losses)
+    assert losses['loss_hc_scale'].item() == pytest.approx(0.1 * (0.1 + 0.05 + 0.1))  # sum of |s|
+    head.reg_mode = 'abs_of_sum'
+    losses = head.loss(neck(feats), det_samples())
+    assert losses['loss_hc_scale'].item() == pytest.approx(0.1 * (0.1 - 0.05 + 0.1))  # |sum of s|
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    for name, p in neck.named_parameters():  # the mask losses reach every clustering module
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert head.query_feat.weight.grad.abs().sum() > 0
+
+    head.eval()
+    with torch.no_grad():
+        cls, mask = head.predict(neck(feats), det_samples())
+    assert cls.shape == (2, 6, 5) and mask.shape == (2, 6, 100, 70)
+
+
+def test_head_without_scales_and_contract_errors(feats):
+    head = HCFormerHead(num_things_classes=3, num_stuff_classes=1, **head_kwargs(4))
+    x = HCFormerNeck(CH18, level=2)(feats[:4])
+    assert 'loss_hc_scale' not in head.loss((x.feat, x.assigns), det_samples())
+    with pytest.raises(TypeError, match='HCFormerNeck'):
+        head(feats[:4])  # a plain backbone output
+    with pytest.raises(ValueError, match='pixel decoder'):
+        HCFormerHead(num_things_classes=3, num_stuff_classes=1,
+                     **head_kwargs(4, pixel_decoder=dict(type='MSDeformAttnPixelDecoder')))
+    with pytest.raises(ValueError, match='reg_mode'):
+        HCFormerHead(num_things_classes=3, num_stuff_classes=1, **head_kwargs(4, reg_mode='l2'))
+
+
+def test_fully_masked_queries_are_reset(feats):
+    """If a query's mask is negative everywhere its attention row would be all masked (NaN): reset it."""
+    head = HCFormerHead(num_things_classes=3, num_stuff_classes=1, **head_kwargs(4)).eval()
+    with torch.no_grad():
+        head.mask_proj.weight.zero_()
+        head.mask_proj.bias.fill_(-1.0)
+        last = head.mask_embed[-1]
+        last.weight.zero_()
+        last.bias.fill_(10.0)  # mask logits = -10 * FEAT < 0 everywhere
+        cls, masks = head(HCFormerNeck(CH18, level=1)(feats[:4]))
+    assert all(torch.isfinite(c).all() for c in cls)
+
+
+def seg_samples(hw=(100, 70)):
+    samples = []
+    for _ in range(2):
+        sem = torch.full((1, *hw), 255, dtype=torch.long)
+        sem[:, :40] = 1
+        sem[:, 40:, :30] = 4
+        s = SegDataSample(metainfo=dict(img_shape=hw, pad_shape=hw, ori_shape=hw))
+        s.gt_sem_seg = PixelData(data=sem)
+        samples.append(s)
+    return samples
+
+
+def test_seg_head_and_hc_fcn(feats):
+    torch.manual_seed(0)
+    neck = HCFormerNeck(CH18, level=3, coarse_inputs='first_block')
+    x = neck(feats)
+    head = HCFormerSegHead(num_classes=6, **head_kwargs(6))
+    assert head.out_channels == 6 and head.num_classes == 6
+    losses = head.loss(x, seg_samples(), None)
+    assert 'loss_hc_scale' in losses and torch.isfinite(losses['loss_mask'])
+    head.eval()
+    with torch.no_grad():
+        logits = head.predict(x, [s.metainfo for s in seg_samples()], None)
+    assert logits.shape == (2, 6, 100, 70)
+
+    fcn = HCFCNHead(in_channels=512, channels=32, num_convs=1, num_classes=6, concat_input=False,
+                    norm_cfg=dict(type='BN', requires_grad=True))
+    assert fcn(x).shape == (2, 6, 25, 18)  # stride-32 logits decoded to stride 4
+    losses = fcn.loss(x, seg_samples(), None)
+    assert set(losses) >= {'loss_ce', 'acc_seg', 'loss_hc_scale'}
+    losses['loss_ce'].backward()
+    assert neck.clustering_layers[2].fine_emb.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='in_index'):
+        HCFCNHead(in_channels=512, channels=32, num_classes=6, in_index=3)

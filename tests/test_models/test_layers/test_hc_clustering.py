@@ -1,0 +1,208 @@
+"""HCFormer clustering (Eq. 3, local 3x3 candidates) and decoding (Eq. 5) against slow loop references written
+from the paper's equations, in float64; odd sizes, border candidates, row sums, gradients, hard limit."""
+import math
+
+import pytest
+import torch
+
+from mmcluster.models.layers import HCClustering, hc_decode, hc_decode_hierarchy, hc_scale_regulariser
+from mmcluster.models.layers.hc_decode import HC_OFFSETS, hc_candidate_valid, hc_hard_labels
+
+SIZES = [(6, 8), (5, 7), (1, 1), (3, 2), (7, 1), (2, 9)]
+
+
+def slow_embed(x, norm, proj):
+    """Per pixel: LayerNorm over channels, W v (no bias), divide by the norm."""
+    b, c, h, w = x.shape
+    weight = proj.weight[:, :, 0, 0]
+    out = x.new_zeros(b, weight.shape[0], h, w)
+    for n in range(b):
+        for i in range(h):
+            for j in range(w):
+                v = x[n, :, i, j]
+                v = (v - v.mean()) / torch.sqrt(v.var(unbiased=False) + norm.eps) * norm.weight + norm.bias
+                e = weight @ v
+                out[n, :, i, j] = e / e.norm().clamp_min(1e-12)
+    return out
+
+
+def slow_assign(mod, fine, coarse):
+    """A_kp = exp(<f_p, c_{q(p)+o_k}> / |s|) / sum over the valid candidates; 0 for candidates off the map."""
+    f = slow_embed(fine, mod.fine_norm, mod.fine_emb)
+    c = slow_embed(coarse, mod.coarse_norm, mod.coarse_emb)
+    b, _, h, w = fine.shape
+    hc, wc = coarse.shape[-2:]
+    t = mod.temp.abs() + mod.eps
+    out = fine.new_zeros(b, 9, h, w)
+    for n in range(b):
+        for i in range(h):
+            for j in range(w):
+                logits = {}
+                for k, (dy, dx) in enumerate(HC_OFFSETS):
+                    y, x = i // 2 + dy, j // 2 + dx
+                    if 0 <= y < hc and 0 <= x < wc:
+                        logits[k] = torch.dot(f[n, :, i, j], c[n, :, y, x]) / t
+                m = max(v.item() for v in logits.values())
+                z = sum(torch.exp(v - m) for v in logits.values())
+                for k, v in logits.items():
+                    out[n, k, i, j] = torch.exp(v - m) / z
+    return out
+
+
+def slow_decode(x, assign):
+    """y_p = sum_k A_kp x_{q(p) + o_k}, x = 0 off the map."""
+    b, ch, hc, wc = x.shape
+    h, w = assign.shape[-2:]
+    out = x.new_zeros(b, ch, h, w)
+    for i in range(h):
+        for j in range(w):
+            for k, (dy, dx) in enumerate(HC_OFFSETS):
+                y, xx = i // 2 + dy, j // 2 + dx
+                if 0 <= y < hc and 0 <= xx < wc:
+                    out[:, :, i, j] += assign[:, k, i, j, None] * x[:, :, y, xx]
+    return out
+
+
+def make(size, cf=6, cc=10, b=2, dtype=torch.float64, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    h, w = size
+    mod = HCClustering(cf, cc, embed_dims=5, **kwargs).to(dtype)
+    with torch.no_grad():  # non-trivial LN affine parameters
+        for norm in (mod.fine_norm, mod.coarse_norm):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_(0, 0.1)
+    fine = torch.randn(b, cf, h, w, dtype=dtype)
+    coarse = torch.randn(b, cc, math.ceil(h / 2), math.ceil(w / 2), dtype=dtype)
+    return mod, fine, coarse
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_clustering_matches_slow_reference(size):
+    mod, fine, coarse = make(size)
+    with torch.no_grad():
+        mod.temp.fill_(-0.3)  # |s| is used
+        out = mod(fine, coarse)
+        ref = slow_assign(mod, fine, coarse)
+    assert out.shape == (2, 9) + size
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('size', [(9, 11), (8, 8), (1, 5)])
+def test_rows_sum_to_one_and_off_map_candidates_get_zero(size):
+    mod, fine, coarse = make(size, dtype=torch.float32)
+    a = mod(fine, coarse)
+    torch.testing.assert_close(a.sum(1), torch.ones(2, *size))
+    valid = hc_candidate_valid(*size)
+    assert (a[:, ~valid] == 0).all()  # exactly zero, not just small
+    assert (a[:, valid] > 0).all()
+    # e.g. the top-left pixel has only the candidates (0, 0), (0, +1), (+1, 0), (+1, +1) -> k = 4, 5, 7, 8
+    assert valid[:, 0, 0].nonzero().flatten().tolist() == ([4, 5, 7, 8] if min(size) > 2 else
+                                                          valid[:, 0, 0].nonzero().flatten().tolist())
+
+
+def test_gradients_reach_scale_projections_and_inputs():
+    mod, fine, coarse = make((7, 6), dtype=torch.float32)
+    fine.requires_grad_(True)
+    coarse.requires_grad_(True)
+    a = mod(fine, coarse)
+    x = torch.randn(2, 3, 4, 3)
+    hc_decode(x, a).square().sum().backward()
+    for name, p in mod.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert fine.grad.abs().sum() > 0 and coarse.grad.abs().sum() > 0
+
+
+def test_hard_assignment_limit():
+    mod, fine, coarse = make((7, 9), dtype=torch.float64)
+    with torch.no_grad():
+        mod.temp.fill_(1e-9)
+        a = mod(fine, coarse)
+        sim = mod.similarity(fine, coarse)  # [B, Hc, Wc, 4, 9]
+    b, hc, wc = sim.shape[:3]
+    valid = HCClustering._valid(hc, wc, 'cpu').expand_as(sim)
+    best = sim.masked_fill(~valid, -2.0).argmax(-1)  # cosine >= -1
+    best = best.view(b, hc, wc, 2, 2).permute(0, 1, 3, 2, 4).reshape(b, 2 * hc, 2 * wc)[:, :7, :9]
+    hard = torch.nn.functional.one_hot(best, 9).permute(0, 3, 1, 2).to(a.dtype)
+    torch.testing.assert_close(a, hard, rtol=0, atol=1e-6)
+    # and s -> 0 sharpens monotonically towards it
+    errs = []
+    for s in (1.0, 0.1, 0.01):
+        with torch.no_grad():
+            mod.temp.fill_(s)
+            errs.append((mod(fine, coarse) - hard).abs().max().item())
+    assert errs[0] > errs[1] > errs[2]
+
+
+def test_shape_and_channel_errors():
+    mod = HCClustering(4, 8, embed_dims=3)
+    with pytest.raises(ValueError, match='coarse map of size'):
+        mod(torch.randn(1, 4, 8, 8), torch.randn(1, 8, 3, 4))
+    with pytest.raises(ValueError, match='coarse map of size'):
+        mod(torch.randn(1, 4, 7, 7), torch.randn(1, 8, 3, 3))  # floor instead of ceil
+    with pytest.raises(ValueError, match='channels'):
+        mod(torch.randn(1, 5, 8, 8), torch.randn(1, 8, 4, 4))
+    with pytest.raises(ValueError, match='channels'):
+        mod(torch.randn(1, 4, 8, 8), torch.randn(1, 6, 4, 4))
+    with pytest.raises(ValueError, match='batch'):
+        mod(torch.randn(2, 4, 8, 8), torch.randn(1, 8, 4, 4))
+    with pytest.raises(ValueError, match='coarse map'):
+        hc_decode(torch.randn(1, 3, 4, 4), torch.randn(1, 9, 9, 9))
+    with pytest.raises(ValueError, match=r'\[B, 9, H, W\]'):
+        hc_decode(torch.randn(1, 3, 4, 4), torch.randn(1, 8, 8, 8))
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_decode_matches_slow_reference(size):
+    torch.manual_seed(1)
+    h, w = size
+    x = torch.randn(2, 3, math.ceil(h / 2), math.ceil(w / 2), dtype=torch.float64)
+    a = torch.rand(2, 9, h, w, dtype=torch.float64)  # any weights, also on off-map candidates
+    torch.testing.assert_close(hc_decode(x, a), slow_decode(x, a), rtol=1e-12, atol=1e-12)
+
+
+def test_decode_gradcheck_and_nearest_limit():
+    torch.manual_seed(2)
+    x = torch.randn(1, 2, 3, 2, dtype=torch.float64, requires_grad=True)
+    a = torch.rand(1, 9, 5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(hc_decode, (x, a))
+    # all weight on the parent cell == nearest-neighbour 2x upsampling (cropped)
+    parent = torch.zeros(1, 9, 5, 3, dtype=torch.float64)
+    parent[:, 4] = 1
+    up = x.detach().repeat_interleave(2, 2).repeat_interleave(2, 3)[:, :, :5, :3]
+    torch.testing.assert_close(hc_decode(x.detach(), parent), up)
+
+
+def test_decode_hierarchy_and_hard_labels():
+    torch.manual_seed(3)
+    sizes = [(3, 4), (5, 7), (10, 13)]  # coarse-to-fine fine-map sizes: 2x2 -> 3x4 -> 5x7 -> 10x13
+    assigns = [torch.randn(1, 9, *s).masked_fill(~hc_candidate_valid(*s), -1e9).softmax(1) for s in sizes]
+    x = torch.randn(1, 2, 2, 2)
+    out = hc_decode_hierarchy(x, assigns)
+    ref = hc_decode(hc_decode(hc_decode(x, assigns[0]), assigns[1]), assigns[2])
+    torch.testing.assert_close(out, ref)
+    with pytest.raises(ValueError, match=r'assigns\[1\]'):
+        hc_decode_hierarchy(x, [assigns[0], assigns[2]])
+    # hard labels: decoding one-hot cluster indicators with hard assignments gives the same partition
+    hard = [torch.nn.functional.one_hot(a.argmax(1), 9).permute(0, 3, 1, 2).float() for a in assigns]
+    labels = hc_hard_labels(hard)
+    assert [tuple(l.shape[-2:]) for l in labels] == sizes
+    ids = torch.eye(4).view(1, 4, 2, 2)  # one channel per coarsest cell
+    decoded = hc_decode_hierarchy(ids, hard)
+    assert torch.equal(decoded.argmax(1), labels[-1])
+    assert torch.equal(decoded.sum(1), torch.ones(1, 10, 13))
+
+
+def test_scale_regulariser_modes():
+    s = [torch.tensor(0.2), torch.tensor(-0.1), torch.tensor(0.05)]
+    assert hc_scale_regulariser(s, 0.1, 'abs_of_sum').item() == pytest.approx(0.1 * 0.15)
+    assert hc_scale_regulariser(s, 0.1, 'sum_of_abs').item() == pytest.approx(0.1 * 0.35)
+    with pytest.raises(ValueError):
+        hc_scale_regulariser(s, 0.1, 'l2')
+
+
+def test_registered_and_parameter_count():
+    from mmcluster.registry import MODELS
+    mod = MODELS.build(dict(type='HCClustering', fine_channels=256, coarse_channels=512))
+    assert mod.temp.item() == pytest.approx(0.1) and mod.temp.dim() == 0
+    # (C_f + C_c) * 128 projections + 2 (C_f + C_c) LayerNorm affine + 1 scale
+    assert sum(p.numel() for p in mod.parameters()) == 768 * 128 + 2 * 768 + 1

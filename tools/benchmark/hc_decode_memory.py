@@ -1,0 +1,154 @@
+"""Peak memory and time of HCFormer's cluster-based decoding (Eq. 5) and clustering (Eq. 3): mmcluster's shifted
+forms against the unfold forms of the paper's Listings 1-2.
+
+Not a test. Every measurement runs in a fresh subprocess pinned to one thread; after the set-up (imports, inputs)
+the process's peak-RSS counter is reset (``/proc/self/clear_refs``), so ``peak`` is the op's own peak above
+everything allocated before it, ``extra = peak - RSS before the op``. Times are medians over ``--repeats`` calls
+inside each subprocess; the table gives medians over ``--runs`` subprocesses.
+
+* ``decode``: ``x`` = ``[B, Q, H/2, W/2]`` mask logits (Q = 100 queries), ``A`` = ``[B, 9, H, W]``;
+  ``shift`` = :func:`mmcluster.models.layers.hc_decode` (nearest 2x upsampling once + 9 shifted ``addcmul``);
+  ``unfold`` = ``F.unfold(x, 3, padding=1)`` (a 9x copy of ``x``) + einsum with the 2x2-window view of ``A``.
+* ``clustering``: :class:`HCClustering` with ``C_f = C_c / 2 = 256`` (res2 -> res3 of a ResNet-50);
+  ``shift`` = the module (window-major embedding, 9 shifted products); ``unfold`` = the same embeddings, then
+  unfold of the coarse map (9x copy), 2x2 unfold of the fine map, einsum and fold (Listing 1).
+
+``--backward`` times forward + backward of ``out.square().sum()``.
+
+    python tools/benchmark/hc_decode_memory.py                          # decode, forward, default sizes
+    python tools/benchmark/hc_decode_memory.py --op clustering --backward --sizes 128x128 200x200
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHILD = r'''
+import json, statistics, sys, time
+import torch
+import torch.nn.functional as F
+torch.set_num_threads(1)
+sys.path.insert(0, {repo!r})
+from mmcluster.models.layers.hc_clustering import HCClustering
+from mmcluster.models.layers.hc_decode import hc_decode, hc_candidate_valid
+
+def status(key):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1]) / 1024.0  # MiB
+
+def decode_unfold(x, a):
+    b, c, hc, wc = x.shape
+    h, w = a.shape[-2:]
+    cand = F.unfold(x, 3, padding=1).view(b, c, 9, hc, wc)
+    a = F.pad(a, (0, 2 * wc - w, 0, 2 * hc - h)).view(b, 9, hc, 2, wc, 2)
+    out = torch.einsum('bckhw,bkhiwj->bchiwj', cand, a)
+    return out.reshape(b, c, 2 * hc, 2 * wc)[:, :, :h, :w]
+
+def clustering_unfold(mod, fine, coarse):
+    b, _, h, w = fine.shape
+    hc, wc = coarse.shape[-2:]
+    f = mod._embed(fine.permute(0, 2, 3, 1), mod.fine_norm, mod.fine_emb).permute(0, 3, 1, 2)
+    c = mod._embed(coarse.permute(0, 2, 3, 1), mod.coarse_norm, mod.coarse_emb).permute(0, 3, 1, 2)
+    e = f.shape[1]
+    cand = F.unfold(c, 3, padding=1).view(b, e, 9, hc * wc)
+    f = F.unfold(F.pad(f, (0, 2 * wc - w, 0, 2 * hc - h)), 2, stride=2).view(b, e, 4, hc * wc)
+    sim = torch.einsum('bekn,bepn->bkpn', cand, f).reshape(b, 9 * 4, hc * wc)
+    sim = F.fold(sim, (2 * hc, 2 * wc), 2, stride=2).view(b, 9, 2 * hc, 2 * wc)[:, :, :h, :w]
+    logits = sim / (mod.temp.abs() + mod.eps)
+    logits = logits.masked_fill(~hc_candidate_valid(h, w), torch.finfo(logits.dtype).min)
+    return logits.softmax(1)
+
+op, form, b, h, w, q, backward, repeats = {op!r}, {form!r}, {b}, {h}, {w}, {q}, {backward}, {repeats}
+g = torch.Generator().manual_seed(0)
+hc, wc = (h + 1) // 2, (w + 1) // 2
+if op == 'decode':
+    x = torch.randn(b, q, hc, wc, generator=g).requires_grad_(backward)
+    a = torch.randn(b, 9, h, w, generator=g).softmax(1).requires_grad_(backward)
+    fn = (lambda: hc_decode(x, a)) if form == 'shift' else (lambda: decode_unfold(x, a))
+else:
+    mod = HCClustering(256, 512)
+    for p in mod.parameters():
+        p.requires_grad_(backward)
+    fine = torch.randn(b, 256, h, w, generator=g).requires_grad_(backward)
+    coarse = torch.randn(b, 512, hc, wc, generator=g).requires_grad_(backward)
+    fn = (lambda: mod(fine, coarse)) if form == 'shift' else (lambda: clustering_unfold(mod, fine, coarse))
+
+def call():
+    if backward:
+        fn().square().sum().backward()
+    else:
+        with torch.no_grad():
+            fn()
+
+base = status('VmRSS')
+with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')  # reset VmHWM to the current RSS
+t = time.perf_counter()
+call()
+first = time.perf_counter() - t
+peak = status('VmHWM')
+times = [first]
+for _ in range(repeats - 1):
+    t = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - t)
+print(json.dumps(dict(time=statistics.median(times), peak=peak, base=base)))
+'''
+
+
+def measure(op: str, form: str, b: int, h: int, w: int, q: int, backward: bool, repeats: int) -> dict:
+    code = CHILD.format(repo=str(REPO), op=op, form=form, b=b, h=h, w=w, q=q, backward=backward,
+                        repeats=repeats)
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        return dict(error=out.stderr.strip().splitlines()[-1] if out.stderr else f'rc {out.returncode}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--op', choices=['decode', 'clustering'], default='decode')
+    parser.add_argument('--sizes', nargs='+', default=['128x128', '256x256', '200x334'],
+                        help='fine maps HxW: 128x128 / 256x256 = stride 4 of 512 / 1024 inputs, 200x334 of 800x1333')
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--queries', type=int, default=100, help='channels of x for --op decode')
+    parser.add_argument('--backward', action='store_true', help='time forward + backward')
+    parser.add_argument('--runs', type=int, default=3, help='fresh subprocesses per measurement')
+    parser.add_argument('--repeats', type=int, default=3, help='calls per subprocess (median)')
+    parser.add_argument('--json', type=Path, help='also write the rows to this file')
+    args = parser.parse_args()
+    rows = []
+    mode = 'forward + backward' if args.backward else 'forward (no_grad)'
+    detail = f'Q={args.queries}' if args.op == 'decode' else 'C_f=256, C_c=512, E=128'
+    print(f'HCFormer {args.op}, {mode}, batch {args.batch}, {detail}, one thread; '
+          f'medians over {args.runs} fresh subprocesses x {args.repeats} calls')
+    print(f'{"fine HxW":>10} {"form":>7} {"time (ms)":>10} {"peak RSS (MiB)":>15} {"extra (MiB)":>12}')
+    for size in args.sizes:
+        h, w = (int(v) for v in size.lower().split('x'))
+        for form in ('shift', 'unfold'):
+            results = [measure(args.op, form, args.batch, h, w, args.queries, args.backward, args.repeats)
+                       for _ in range(args.runs)]
+            errors = [r['error'] for r in results if 'error' in r]
+            if errors:
+                print(f'{size:>10} {form:>7} failed: {errors[0]}')
+                continue
+            row = dict(size=size, form=form, time_ms=1e3 * statistics.median(r['time'] for r in results),
+                       peak=statistics.median(r['peak'] for r in results),
+                       extra=statistics.median(r['peak'] - r['base'] for r in results))
+            rows.append(row)
+            print(f'{size:>10} {form:>7} {row["time_ms"]:>10.1f} {row["peak"]:>15.0f} {row["extra"]:>12.0f}',
+                  flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == '__main__':
+    main()
