@@ -6,12 +6,14 @@
 #   ClusTR-S ImageNet rate, as PVTv2's dense-prediction backbones).
 # Paper: 26.4M parameters, 48.0 mIoU.
 #
-# Pretrained backbone: no ClusTR checkpoint exists and nothing is downloaded; the backbone starts from its own
-# init. To start from ImageNet weights trained with ./clustr-s_8xb128_in1k.py, set
-#   model.backbone.init_cfg=dict(type='Pretrained', checkpoint='work_dirs/clustr-s_8xb128_in1k/epoch_300.pth',
-#                                prefix='backbone.')
-# (e.g. `--cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=PATH
-#  model.backbone.init_cfg.prefix=backbone.`).
+# Pretrained backbone: no ClusTR checkpoint is published and nothing is downloaded: init_cfg=None (the
+# backbone's own trunc-normal init). To start from ImageNet weights trained with ./clustr-s_8xb128_in1k.py
+# (a classifier checkpoint, keys 'backbone.*' and 'head.*'), point the backbone at it:
+#   python tools/train.py CONFIG --cfg-options model.backbone.init_cfg._delete_=True \
+#       model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=PATH.pth \
+#       model.backbone.init_cfg.prefix=backbone.
+# i.e. init_cfg=dict(type='Pretrained', checkpoint='PATH.pth', prefix='backbone.') (without `prefix` for a
+# checkpoint that holds the backbone's own keys).
 _base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['mmcluster'], allow_failed_imports=False)
 

@@ -6,8 +6,14 @@
 #   with loss weight 0.4 (inherited). Stochastic depth 0.1 (not stated; the ClusTR-S ImageNet rate).
 # Paper: 52.5M parameters, 49.6 mIoU.
 #
-# Pretrained backbone: nothing is downloaded; to start from ImageNet weights trained with
-# ./clustr-s_8xb128_in1k.py set model.backbone.init_cfg=dict(type='Pretrained', checkpoint=PATH, prefix='backbone.').
+# Pretrained backbone: no ClusTR checkpoint is published and nothing is downloaded: init_cfg=None (the
+# backbone's own trunc-normal init). To start from ImageNet weights trained with ./clustr-s_8xb128_in1k.py
+# (a classifier checkpoint, keys 'backbone.*' and 'head.*'), point the backbone at it:
+#   python tools/train.py CONFIG --cfg-options model.backbone.init_cfg._delete_=True \
+#       model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=PATH.pth \
+#       model.backbone.init_cfg.prefix=backbone.
+# i.e. init_cfg=dict(type='Pretrained', checkpoint='PATH.pth', prefix='backbone.') (without `prefix` for a
+# checkpoint that holds the backbone's own keys).
 _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['mmcluster'], allow_failed_imports=False)
 

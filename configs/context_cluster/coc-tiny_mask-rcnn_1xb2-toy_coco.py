@@ -2,7 +2,7 @@
 # The full recipe (./coc-small-4_mask-rcnn_fpn_8xb2-1x_coco.py: AdamW lr 2e-4 wd 1e-4, pad to 32) shrunk:
 # CoC-Tiny with 5 x 5 centres per region (the paper's best dense variant is /25), FPN / RPN / RoI heads at
 # 128 channels, a 256-d box head, fewer proposals and RoIs, short side ~256 px, 5 thing classes,
-# iteration-based with a 100-iteration warm-up.
+# iteration-based with a 25-iteration warm-up.
 _base_ = './coc-small-4_mask-rcnn_fpn_8xb2-1x_coco.py'
 
 data_root = '{{$MMCLUSTER_TOY_DATA:data/toy}}/coco/'
@@ -55,7 +55,7 @@ max_iters = 2000
 interval = 500
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=interval)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=25),
     dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False,
          milestones=[int(max_iters * 0.8)], gamma=0.1)
 ]

@@ -17,7 +17,8 @@ TOY = {
     'hcformer_r18_1xb4-toy_coco.py': ['coco/segm_mAP', 'coco/bbox_mAP'],
     'hcformer_r18_1xb8-toy_ade20k-256x256.py': ['mIoU', 'aAcc'],
 }
-FULL = [c for c in CONFIGS if c not in TOY]
+HC_FCN = 'hc-fcn-32s_r101_4xb2-80k_cityscapes-512x1024.py'
+FULL = [c for c in CONFIGS if c not in TOY and c != HC_FCN]
 # Paper Tables 1-3 give parameters rounded to 1M: a count within +-0.5M of the published value matches.
 PAPER_PARAMS_M = {
     'hcformer_r50_8xb2-lsj-50e_coco-panoptic.py': 38,  # Table 1 (and Tables 2, 4, 5, II)
@@ -43,7 +44,7 @@ def test_expected_configs_present():
     for name in ('hcformer_r50_8xb2-lsj-50e_coco-panoptic.py', 'hcformer_r50_8xb2-lsj-50e_coco.py',
                  'hcformer_swin-s-p4-w7-224_8xb2-lsj-50e_coco-panoptic.py',
                  'hcformer_swin-s-p4-w7-224_8xb2-lsj-50e_coco.py', 'hcformer_r50_8xb2-160k_ade20k-512x512.py',
-                 'hcformer_swin-s_8xb2-160k_ade20k-512x512.py'):
+                 'hcformer_swin-s_8xb2-160k_ade20k-512x512.py', HC_FCN):
         assert name in CONFIGS
 
 
@@ -78,6 +79,19 @@ def test_r50_panoptic_parameter_breakdown():
     assert nparams(model.panoptic_head) == 13_962_886  # REFERENCE 2.5: 13.96M for the 8-layer decoder
     dcn = sum(p.numel() for n, p in model.backbone.named_parameters() if 'conv_offset' in n)
     assert dcn == sum(c * 27 * 9 + 27 + 2 * c * 3 + 3 for c in (128, 256, 512))  # 223,194: 3x3 + 1x1 offsets
+
+
+def test_hc_fcn_config():
+    """HC-FCN-32s (Appendix E.1): undilated output-stride-32 ResNet-101, FCN logits decoded by the clusters."""
+    import torch
+    cfg = Config.fromfile(str(HC / HC_FCN))
+    model = build(cfg)
+    assert type(model.decode_head).__name__ == 'HCFCNHead' and not model.with_auxiliary_head
+    assert model.backbone.strides == (1, 2, 2, 2) and model.backbone.dilations == (1, 1, 1, 1)
+    model.eval()
+    with torch.no_grad():
+        logits = model.decode_head(model.extract_feat(torch.randn(1, 3, 64, 96)))
+    assert logits.shape == (1, 19, 16, 24)  # stride 4
 
 
 @pytest.mark.parametrize('name', sorted(TOY))

@@ -3,7 +3,8 @@ forms against the unfold forms of the paper's Listings 1-2.
 
 Not a test. Every measurement runs in a fresh subprocess pinned to one thread; after the set-up (imports, inputs)
 the process's peak-RSS counter is reset (``/proc/self/clear_refs``), so ``peak`` is the op's own peak above
-everything allocated before it, ``extra = peak - RSS before the op``. Times are medians over ``--repeats`` calls
+everything allocated before it, ``extra = peak - RSS before the op`` (glibc's mmap threshold is fixed, so
+freed tensors leave the RSS at once). Times are medians over ``--repeats`` calls
 inside each subprocess; the table gives medians over ``--runs`` subprocesses.
 
 * ``decode``: ``x`` = ``[B, Q, H/2, W/2]`` mask logits (Q = 100 queries), ``A`` = ``[B, 9, H, W]``;
@@ -13,7 +14,9 @@ inside each subprocess; the table gives medians over ``--runs`` subprocesses.
   ``shift`` = the module (window-major embedding, 9 shifted products); ``unfold`` = the same embeddings, then
   unfold of the coarse map (9x copy), 2x2 unfold of the fine map, einsum and fold (Listing 1).
 
-``--backward`` times forward + backward of ``out.square().sum()``.
+``--backward`` times forward + backward of ``out.square().sum()`` and adds ``kept`` = RSS after the forward
+minus RSS before it: the output plus what autograd keeps for the backward (the training-time cost: HCFormer
+decodes 9 predictions per level and keeps them all until the backward).
 
     python tools/benchmark/hc_decode_memory.py                          # decode, forward, default sizes
     python tools/benchmark/hc_decode_memory.py --op clustering --backward --sizes 128x128 200x200
@@ -80,9 +83,13 @@ else:
     coarse = torch.randn(b, 512, hc, wc, generator=g).requires_grad_(backward)
     fn = (lambda: mod(fine, coarse)) if form == 'shift' else (lambda: clustering_unfold(mod, fine, coarse))
 
+kept = []
+
 def call():
     if backward:
-        fn().square().sum().backward()
+        out = fn()
+        kept.append(status('VmRSS'))  # what the forward keeps for the backward (+ the output)
+        out.square().sum().backward()
     else:
         with torch.no_grad():
             fn()
@@ -94,19 +101,21 @@ t = time.perf_counter()
 call()
 first = time.perf_counter() - t
 peak = status('VmHWM')
+kept_mib = kept[0] - base if kept else 0.0
 times = [first]
 for _ in range(repeats - 1):
     t = time.perf_counter()
     call()
     times.append(time.perf_counter() - t)
-print(json.dumps(dict(time=statistics.median(times), peak=peak, base=base)))
+print(json.dumps(dict(time=statistics.median(times), peak=peak, base=base, kept=kept_mib)))
 '''
 
 
 def measure(op: str, form: str, b: int, h: int, w: int, q: int, backward: bool, repeats: int) -> dict:
     code = CHILD.format(repo=str(REPO), op=op, form=form, b=b, h=h, w=w, q=q, backward=backward,
                         repeats=repeats)
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    # a fixed mmap threshold: freed large blocks go back to the OS at once, so RSS follows live memory
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', MALLOC_MMAP_THRESHOLD_='131072')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         return dict(error=out.stderr.strip().splitlines()[-1] if out.stderr else f'rc {out.returncode}')
@@ -130,7 +139,8 @@ def main() -> None:
     detail = f'Q={args.queries}' if args.op == 'decode' else 'C_f=256, C_c=512, E=128'
     print(f'HCFormer {args.op}, {mode}, batch {args.batch}, {detail}, one thread; '
           f'medians over {args.runs} fresh subprocesses x {args.repeats} calls')
-    print(f'{"fine HxW":>10} {"form":>7} {"time (ms)":>10} {"peak RSS (MiB)":>15} {"extra (MiB)":>12}')
+    print(f'{"fine HxW":>10} {"form":>7} {"time (ms)":>10} {"peak RSS (MiB)":>15} {"extra (MiB)":>12}'
+          + (f' {"kept (MiB)":>11}' if args.backward else ''))
     for size in args.sizes:
         h, w = (int(v) for v in size.lower().split('x'))
         for form in ('shift', 'unfold'):
@@ -142,9 +152,11 @@ def main() -> None:
                 continue
             row = dict(size=size, form=form, time_ms=1e3 * statistics.median(r['time'] for r in results),
                        peak=statistics.median(r['peak'] for r in results),
-                       extra=statistics.median(r['peak'] - r['base'] for r in results))
+                       extra=statistics.median(r['peak'] - r['base'] for r in results),
+                       kept=statistics.median(r['kept'] for r in results))
             rows.append(row)
-            print(f'{size:>10} {form:>7} {row["time_ms"]:>10.1f} {row["peak"]:>15.0f} {row["extra"]:>12.0f}',
+            kept = f' {row["kept"]:>11.0f}' if args.backward else ''
+            print(f'{size:>10} {form:>7} {row["time_ms"]:>10.1f} {row["peak"]:>15.0f} {row["extra"]:>12.0f}{kept}',
                   flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

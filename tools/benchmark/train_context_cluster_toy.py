@@ -9,8 +9,9 @@ baselines of ``configs/baselines`` (see ``tools/benchmark/train_baselines.py``).
 
 Each run goes through ``tools/train.py`` with ``TimeBudgetHook`` (training stops after the budget, then the
 model is evaluated once on the toy val split). Baseline numbers: ``--baselines run`` (default) trains the
-matching baselines the same way for the same budget; ``summary`` reads an existing
-``work_dirs/toy_baselines/summary.json`` (from ``make baselines``); ``none`` skips them. The pairs:
+matching baselines the same way for the same budget; ``summary`` reuses the baseline runs of an earlier
+``--baselines run`` in the same work dir, else ``work_dirs/toy_baselines/summary.json`` (from
+``make baselines``); ``none`` skips them. The pairs:
 
 * ``coc-tiny_1xb32-toy_imagenet.py``          vs ``resnet18_1xb32-toy_imagenet.py`` (top-1)
 * ``coc-tiny_mask-rcnn_1xb2-toy_coco.py``     vs ``mask2former_r18_1xb4-toy_coco.py`` (box / mask mAP;
@@ -23,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -43,10 +45,11 @@ def ensure_data(data: Path) -> None:
 
 
 def read_run(work_dir: Path) -> dict:
+    """Iterations trained (from the final ``iter_N.pth``) and the last evaluation record of a run."""
     records = []
     for path in sorted(work_dir.glob('*/vis_data/scalars.json'))[-1:]:
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    iters = max((r.get('iter', 0) for r in records if 'loss' in r), default=0)
+    iters = max((int(p.stem.split('_')[1]) for p in work_dir.glob('iter_*.pth')), default=0)
     evaluation = [r for r in records if 'loss' not in r and 'lr' not in r]
     return dict(iters=iters, metrics=evaluation[-1] if evaluation else {})
 
@@ -69,6 +72,7 @@ default_hooks = dict(checkpoint=dict(interval=1000000))
 
 def train(config: Path, minutes: float, data: Path, work_root: Path) -> dict:
     work_dir = work_root / config.stem
+    shutil.rmtree(work_dir, ignore_errors=True)  # no stale checkpoints / logs of an earlier run
     cmd = [sys.executable, str(REPO / 'tools' / 'train.py'), str(budget_config(config, minutes, work_root)),
            '--work-dir', str(work_dir)]
     env = dict(os.environ, MMCLUSTER_TOY_DATA=str(data), PYTHONPATH=f'{REPO}:{os.environ.get("PYTHONPATH", "")}')
@@ -84,9 +88,13 @@ def train(config: Path, minutes: float, data: Path, work_root: Path) -> dict:
 def baseline_results(mode: str, names, minutes: float, data: Path, work_root: Path) -> dict:
     if mode == 'none':
         return {}
-    if mode == 'summary':
+    if mode == 'summary':  # runs of an earlier `--baselines run` in this work dir, else `make baselines`
         summary = REPO / 'work_dirs' / 'toy_baselines' / 'summary.json'
-        return json.loads(summary.read_text()) if summary.is_file() else {}
+        found = json.loads(summary.read_text()) if summary.is_file() else {}
+        for name in names:
+            if (work_root / 'baselines' / Path(name).stem).is_dir():
+                found[name] = read_run(work_root / 'baselines' / Path(name).stem)
+        return found
     results = {}
     for name in names:
         print(f'== baseline {name}: training {minutes} min ...', flush=True)

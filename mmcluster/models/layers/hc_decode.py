@@ -23,10 +23,11 @@ Decoding (Eq. 5) maps a coarse map ``x`` (``[B, C, Hc, Wc]``) to the fine grid:
 
 Implementation (exact, no 9x unfolded copy): ``x`` is upsampled once by nearest-neighbour 2x, so that
 ``U[i, j] = x[floor(i / 2), floor(j / 2)]`` and hence ``x[floor(i / 2) + dy, floor(j / 2) + dx] =
-U[i + 2 dy, j + 2 dx]``; ``U`` is zero-padded by 2 and the output is 9 shifted multiply-adds
-(``addcmul``) of ``A[:, k]`` with views of ``U``. Memory: one upsampled copy of ``x`` (the size of the
-output) instead of the 9 x ``Hc x Wc`` x C candidate tensor of the unfold form (2.25x the output);
-``tools/benchmark/hc_decode_memory.py`` measures both.
+U[i + 2 dy, j + 2 dx]``; ``U`` is zero-padded by 2 and the output is 9 shifted in-place multiply-adds
+(``addcmul_``) of ``A[:, k]`` with views of ``U``. Memory: one upsampled copy of ``x`` (the size of the
+output) during the call instead of the 9 x ``Hc x Wc`` x C candidate tensor of the unfold form (2.25x the
+output), and the backward (hand-written) saves only ``x`` and ``A`` and recomputes ``U``;
+``tools/benchmark/hc_decode_memory.py`` measures both forms.
 """
 from typing import List, Sequence, Tuple
 
@@ -64,6 +65,50 @@ def check_assignment(assign: Tensor, coarse_hw: Sequence[int], name: str = 'assi
                          f'{expected} (ceil of half), got {tuple(coarse_hw)}')
 
 
+def _upsample_pad(x: Tensor) -> Tensor:
+    """``U[i, j] = x[i // 2, j // 2]`` zero-padded by 2 (= one coarse cell) on every side."""
+    return F.pad(F.interpolate(x, scale_factor=2.0, mode='nearest'), (2, 2, 2, 2))
+
+
+def _shift(up: Tensor, dy: int, dx: int, height: int, width: int) -> Tensor:
+    """View of ``U`` holding ``x[floor(i/2) + dy, floor(j/2) + dx]`` at fine pixel ``(i, j)``."""
+    return up[:, :, 2 + 2 * dy:2 + 2 * dy + height, 2 + 2 * dx:2 + 2 * dx + width]
+
+
+class _HCDecode(torch.autograd.Function):
+    """Eq. 5 with a hand-written backward that saves only ``x`` and ``A`` (``U`` is recomputed), so a decoded
+    map costs no upsampled copy between forward and backward (HCFormer decodes 9 predictions per level)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, assign: Tensor) -> Tensor:
+        height, width = assign.shape[-2:]
+        up = _upsample_pad(x)
+        out = assign[:, 4:5] * _shift(up, 0, 0, height, width)
+        for k, (dy, dx) in enumerate(HC_OFFSETS):
+            if k != 4:
+                out.addcmul_(assign[:, k:k + 1], _shift(up, dy, dx, height, width))
+        ctx.save_for_backward(x, assign)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, assign = ctx.saved_tensors
+        height, width = assign.shape[-2:]
+        grad = grad.contiguous()
+        grad_x = grad_assign = None
+        if ctx.needs_input_grad[1]:  # dL/dA_k = sum_c g * U_k
+            up = _upsample_pad(x)
+            grad_assign = torch.stack(
+                [(grad * _shift(up, dy, dx, height, width)).sum(1) for dy, dx in HC_OFFSETS], dim=1)
+        if ctx.needs_input_grad[0]:  # dL/dU = sum_k shift_k^T (g * A_k), then sum each 2x2 block of U
+            hc, wc = x.shape[-2:]
+            grad_up = grad.new_zeros(grad.shape[0], grad.shape[1], 2 * hc + 4, 2 * wc + 4)
+            for k, (dy, dx) in enumerate(HC_OFFSETS):
+                _shift(grad_up, dy, dx, height, width).addcmul_(grad, assign[:, k:k + 1])
+            grad_x = F.avg_pool2d(grad_up[:, :, 2:2 + 2 * hc, 2:2 + 2 * wc], 2) * 4  # exact: powers of 2
+        return grad_x, grad_assign
+
+
 def hc_decode(x: Tensor, assign: Tensor) -> Tensor:
     """Cluster-based decoding (HCFormer Eq. 5): ``[B, C, ceil(H/2), ceil(W/2)]`` -> ``[B, C, H, W]``.
 
@@ -73,7 +118,8 @@ def hc_decode(x: Tensor, assign: Tensor) -> Tensor:
             (neighbour order ``k = 3 * (dy + 1) + (dx + 1)``), e.g. from :class:`HCClustering`.
 
     Returns:
-        ``[B, C, H, W]``, ``y_p = sum_k A_kp x_{q(p) + o_k}``. Differentiable w.r.t. both inputs.
+        ``[B, C, H, W]``, ``y_p = sum_k A_kp x_{q(p) + o_k}``. Differentiable w.r.t. both inputs (first
+        order; the backward saves only ``x`` and ``assign``).
     """
     if x.dim() != 4:
         raise ValueError(f'x must be [B, C, Hc, Wc], got {tuple(x.shape)}')
@@ -82,18 +128,7 @@ def hc_decode(x: Tensor, assign: Tensor) -> Tensor:
         raise ValueError(f'batch sizes differ: x {x.shape[0]}, assign {assign.shape[0]}')
     if assign.dtype != x.dtype:
         assign = assign.to(x.dtype)
-    height, width = assign.shape[-2:]
-    # U[i, j] = x[i // 2, j // 2], zero-padded by 2 (= one coarse cell) on every side
-    up = F.pad(F.interpolate(x, scale_factor=2.0, mode='nearest'), (2, 2, 2, 2))
-
-    def shifted(dy: int, dx: int) -> Tensor:
-        return up[:, :, 2 + 2 * dy:2 + 2 * dy + height, 2 + 2 * dx:2 + 2 * dx + width]
-
-    out = assign[:, 4:5] * shifted(0, 0)
-    for k, (dy, dx) in enumerate(HC_OFFSETS):
-        if k != 4:  # in place: no backward needs the running sum, so autograd allows it
-            out.addcmul_(assign[:, k:k + 1], shifted(dy, dx))
-    return out
+    return _HCDecode.apply(x, assign)
 
 
 def hc_decode_hierarchy(x: Tensor, assigns: Sequence[Tensor]) -> Tensor:
@@ -104,29 +139,33 @@ def hc_decode_hierarchy(x: Tensor, assigns: Sequence[Tensor]) -> Tensor:
     return x
 
 
-def hc_hard_labels(assigns: Sequence[Tensor]) -> List[Tensor]:
-    """Hard cluster ids of every level, composed down the hierarchy (for visualisation).
+def hc_parent_index(assign: Tensor) -> Tensor:
+    """Hard assignment: flat index (``qy * Wc + qx``) of each fine pixel's arg-max candidate cell, ``[B, H, W]``.
 
-    With ``assigns`` ordered coarse-to-fine, level 0's clusters are the cells of the coarsest map
-    (``Hc x Wc``); returns, for each level ``l``, a ``[B, H_l, W_l]`` long tensor giving the id of the
-    coarsest-map cell that each pixel of level ``l``'s fine map reaches by following its arg-max
-    candidate at every level up (``-1`` never occurs: the arg-max is always a valid cell).
+    Off-map candidates are clamped onto the map (they never win when ``assign`` gives them weight 0)."""
+    b, _, height, width = assign.shape
+    hc, wc = hc_coarse_size(height, width)
+    offsets = torch.tensor(HC_OFFSETS, device=assign.device)
+    k = assign.argmax(1)
+    qy = (torch.arange(height, device=k.device) // 2).view(1, height, 1) + offsets[k, 0]
+    qx = (torch.arange(width, device=k.device) // 2).view(1, 1, width) + offsets[k, 1]
+    return qy.clamp(0, hc - 1) * wc + qx.clamp(0, wc - 1)
+
+
+def hc_partitions(assigns: Sequence[Tensor]) -> List[Tensor]:
+    """The hierarchy of hard clusterings on the finest grid (for visualisation / undersegmentation error).
+
+    ``assigns`` ordered coarse-to-fine (``[A_16<-32, A_8<-16, A_4<-8]``). Returns one ``[B, H, W]`` long map per
+    assignment, on the fine grid of the last (finest) one: entry ``i`` labels every finest pixel with the cell
+    of ``assigns[i]``'s coarse map it reaches by following the arg-max candidate at every level in between
+    (entry 0: the top clusters, e.g. stride-32 cells; entry -1: the stride-8 cells). Decoding one-hot cluster
+    indicators with one-hot assignments (Eq. 5) gives the same partitions.
     """
-    if not assigns:
-        return []
-    b = assigns[0].shape[0]
-    hc, wc = hc_coarse_size(*assigns[0].shape[-2:])
-    labels = torch.arange(hc * wc, device=assigns[0].device).view(1, hc, wc).expand(b, hc, wc)
-    out = []
-    offsets = torch.tensor(HC_OFFSETS, device=assigns[0].device)
-    for assign in assigns:
-        height, width = assign.shape[-2:]
-        hc, wc = labels.shape[-2:]
-        k = assign.argmax(1)  # [B, H, W]
-        qy = (torch.arange(height, device=k.device) // 2).view(1, height, 1) + offsets[k, 0]
-        qx = (torch.arange(width, device=k.device) // 2).view(1, 1, width) + offsets[k, 1]
-        qy, qx = qy.clamp(0, hc - 1), qx.clamp(0, wc - 1)
-        bidx = torch.arange(b, device=k.device).view(b, 1, 1)
-        labels = labels[bidx, qy, qx]
-        out.append(labels)
-    return out
+    parents = [hc_parent_index(a) for a in assigns]
+    out: List[Tensor] = []
+    label = None
+    for parent in reversed(parents):
+        # label indexes this level's fine grid (= the previous, finer level's coarse grid): map it up
+        label = parent if label is None else torch.gather(parent.flatten(1), 1, label.flatten(1)).view_as(label)
+        out.append(label)
+    return out[::-1]

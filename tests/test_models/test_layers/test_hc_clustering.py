@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmcluster.models.layers import HCClustering, hc_decode, hc_decode_hierarchy, hc_scale_regulariser
-from mmcluster.models.layers.hc_decode import HC_OFFSETS, hc_candidate_valid, hc_hard_labels
+from mmcluster.models.layers.hc_decode import HC_OFFSETS, hc_candidate_valid, hc_partitions
 
 SIZES = [(6, 8), (5, 7), (1, 1), (3, 2), (7, 1), (2, 9)]
 
@@ -182,14 +182,15 @@ def test_decode_hierarchy_and_hard_labels():
     torch.testing.assert_close(out, ref)
     with pytest.raises(ValueError, match=r'assigns\[1\]'):
         hc_decode_hierarchy(x, [assigns[0], assigns[2]])
-    # hard labels: decoding one-hot cluster indicators with hard assignments gives the same partition
+    # hard partitions: decoding one-hot cluster indicators with hard assignments gives the same partition
     hard = [torch.nn.functional.one_hot(a.argmax(1), 9).permute(0, 3, 1, 2).float() for a in assigns]
-    labels = hc_hard_labels(hard)
-    assert [tuple(l.shape[-2:]) for l in labels] == sizes
-    ids = torch.eye(4).view(1, 4, 2, 2)  # one channel per coarsest cell
-    decoded = hc_decode_hierarchy(ids, hard)
-    assert torch.equal(decoded.argmax(1), labels[-1])
-    assert torch.equal(decoded.sum(1), torch.ones(1, 10, 13))
+    parts = hc_partitions(assigns)
+    assert [tuple(p.shape) for p in parts] == [(1, 10, 13)] * 3
+    for level, cells in enumerate([(2, 2), (3, 4), (5, 7)]):
+        n = cells[0] * cells[1]
+        ids = torch.eye(n).view(1, n, *cells)  # one indicator channel per cell of assigns[level]'s coarse map
+        decoded = hc_decode_hierarchy(ids, hard[level:])
+        assert torch.equal(decoded.argmax(1), parts[level]) and torch.equal(decoded.sum(1), torch.ones(1, 10, 13))
 
 
 def test_scale_regulariser_modes():
