@@ -1,7 +1,7 @@
 """Parameters and FLOPs of a model from any mmpretrain / mmdet / mmseg config (also mmcluster models).
 
     python tools/get_flops.py CONFIG [--shape H W] [--backbone-only] [--show-table] [--json OUT]
-                              [--cfg-options k=v ...]
+                              [--in-channels 3] [--cfg-options k=v ...]
 
 Counting is mmengine's jit-trace counter (:class:`mmengine.analysis.FlopAnalyzer`, fvcore's rules), with
 its convention: **one multiply-add counts as one FLOP** (so "FLOPs" here are MACs, the number papers
@@ -146,13 +146,16 @@ def make_analyzer(model: nn.Module, inputs) -> FlopAnalyzer:
     return analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings('none')
 
 
-def count_flops(model: nn.Module, inputs) -> Dict[str, Any]:
-    """``{'flops', 'by_operator', 'uncounted'}`` of ``model(*inputs)`` (any nn.Module, no config)."""
-    analyzer = make_analyzer(model, inputs)
+def _evaluate(analyzer: FlopAnalyzer) -> Dict[str, Any]:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         return dict(flops=int(analyzer.total()), by_operator=dict(analyzer.by_operator()),
                     uncounted=dict(analyzer.unsupported_ops()))
+
+
+def count_flops(model: nn.Module, inputs) -> Dict[str, Any]:
+    """``{'flops', 'by_operator', 'uncounted'}`` of ``model(*inputs)`` (any nn.Module, no config)."""
+    return _evaluate(make_analyzer(model, inputs))
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -187,7 +190,8 @@ def build_model(cfg: Config, backbone_only: bool = False) -> nn.Module:
 
 
 def analyse(config, shape: Optional[Sequence[int]] = None, backbone_only: bool = False,
-            cfg_options: Optional[dict] = None, show_table: bool = False) -> Dict[str, Any]:
+            cfg_options: Optional[dict] = None, show_table: bool = False,
+            in_channels: int = 3) -> Dict[str, Any]:
     """Params and FLOPs (MACs) of a config's model; see the module docstring.
 
     Returns a dict: ``params``, ``flops``, ``by_operator`` (flops per op), ``uncounted`` (op -> calls),
@@ -203,22 +207,13 @@ def analyse(config, shape: Optional[Sequence[int]] = None, backbone_only: bool =
         shape = (shape[0], shape[0])
     height, width = (int(s) for s in shape)
     model = build_model(cfg, backbone_only).eval()
-    in_channels = 3
-    backbone = model if backbone_only else getattr(model, 'backbone', None)
-    if backbone is not None:
-        in_channels = getattr(backbone, 'in_channels', 3) or 3
     inputs = torch.randn(1, in_channels, height, width)
     traced: nn.Module = model
     if not backbone_only and 'mode' in _forward_params(model):
         traced = _TensorForward(model, _det_data_samples(height, width) if scope == 'mmdet' else None)
     analyzer = make_analyzer(traced, inputs)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        flops = analyzer.total()
-        by_operator = dict(analyzer.by_operator())
-        uncounted = dict(analyzer.unsupported_ops())
-    result = dict(params=int(parameter_count(model)['']), flops=int(flops), by_operator=by_operator,
-                  uncounted=uncounted, shape=(height, width), scope=scope, model=type(model).__name__)
+    result = dict(_evaluate(analyzer), params=int(parameter_count(model)['']), shape=(height, width),
+                  in_channels=in_channels, scope=scope, model=type(model).__name__)
     if show_table:
         from mmengine.analysis import complexity_stats_table
         result['table'] = complexity_stats_table(flops=analyzer, show_param_shapes=False)
@@ -247,7 +242,7 @@ def format_result(config: str, r: Dict[str, Any], backbone_only: bool) -> str:
     unc = ', '.join(f'{k} x{v}' for k, v in sorted(r['uncounted'].items(), key=lambda kv: -kv[1]))
     lines = [
         f'config: {config} ({what}{r["model"]}, scope {r["scope"]})',
-        f'input:  1 x 3 x {h} x {w}',
+        f'input:  1 x {r.get("in_channels", 3)} x {h} x {w}',
         f'params: {r["params"] / 1e6:.3f} M ({r["params"]:,}; / 2^20 = {r["params"] / 2**20:.2f}, the '
         f'"M" of some papers)',
         f'FLOPs:  {r["flops"] / 1e9:.3f} G (multiply-adds; element-wise ops not counted)',
@@ -265,6 +260,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--shape', type=int, nargs='+', default=None,
                         help='input H W (or one size); default 224 224, mmdet 800 1280, mmseg 512 512')
     parser.add_argument('--backbone-only', action='store_true', help='count model.backbone only')
+    parser.add_argument('--in-channels', type=int, default=3, help='image channels of the input')
     parser.add_argument('--show-table', action='store_true', help='print the per-module table')
     parser.add_argument('--json', help='also write the numbers to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
@@ -276,7 +272,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> Dict[str, Any]:
     args = parse_args(argv)
-    result = analyse(args.config, args.shape, args.backbone_only, args.cfg_options, args.show_table)
+    result = analyse(args.config, args.shape, args.backbone_only, args.cfg_options, args.show_table,
+                     args.in_channels)
     print(format_result(args.config, result, args.backbone_only))
     if args.json:
         with open(args.json, 'w') as f:

@@ -128,6 +128,9 @@ def test_cli_toolkits(tmp_path, capsys):
     assert seg['scope'] == 'mmseg' and seg['shape'] == [64, 64] and seg['flops'] > 0
     printed = capsys.readouterr().out
     assert 'params: 6.336 M' in printed and 'FLOPs:' in printed
+    gf.main([str(COC / 'coc-tiny_1xb32-toy_imagenet.py'), '--shape', '32', '32', '--show-table'])
+    printed = capsys.readouterr().out
+    assert 'scope mmpretrain' in printed and 'backbone.network' in printed  # the per-module table
     backbone = gf.analyse(COC / 'coc-tiny_fpn_1xb8-toy_ade20k-256x256.py', (64, 64), backbone_only=True)
     assert backbone['model'] == 'ContextCluster' and 0 < backbone['flops'] < seg['flops']
     det = gf.analyse(COC / 'coc-tiny_mask-rcnn_1xb2-toy_coco.py', (64, 96),

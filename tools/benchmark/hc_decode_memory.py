@@ -57,8 +57,8 @@ def decode_unfold(x, a):
 def clustering_unfold(mod, fine, coarse):
     b, _, h, w = fine.shape
     hc, wc = coarse.shape[-2:]
-    f = mod._embed(fine.permute(0, 2, 3, 1), mod.fine_norm, mod.fine_emb).permute(0, 3, 1, 2)
-    c = mod._embed(coarse.permute(0, 2, 3, 1), mod.coarse_norm, mod.coarse_emb).permute(0, 3, 1, 2)
+    f = mod._embed(fine, mod.fine_norm, mod.fine_emb)  # the module's own embeddings, [B, E, H, W]
+    c = mod._embed(coarse, mod.coarse_norm, mod.coarse_emb)
     e = f.shape[1]
     cand = F.unfold(c, 3, padding=1).view(b, e, 9, hc * wc)
     f = F.unfold(F.pad(f, (0, 2 * wc - w, 0, 2 * hc - h)), 2, stride=2).view(b, e, 4, hc * wc)

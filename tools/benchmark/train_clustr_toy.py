@@ -37,7 +37,7 @@ def ensure_data(data: Path) -> None:
 def train(config: Path, minutes: float, data: Path, work_root: Path) -> dict:
     work_dir = work_root / config.stem
     cmd = [sys.executable, str(REPO / 'tools' / 'train.py'), str(config), '--work-dir', str(work_dir),
-           '--time-budget', str(minutes)]
+           '--time-budget', str(minutes), '--cfg-options', 'default_hooks.logger.interval=1']
     env = dict(os.environ, MMCLUSTER_TOY_DATA=str(data))
     work_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -48,8 +48,9 @@ def train(config: Path, minutes: float, data: Path, work_root: Path) -> dict:
     for path in sorted(work_dir.glob('*/vis_data/scalars.json'))[-1:]:
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     train_records = [r for r in records if 'loss' in r]
-    iters = max((r.get('iter', 0) for r in train_records), default=0)
-    iter_times = [r['time'] for r in train_records if 'time' in r]
+    checkpoints = [int(p.stem.split('_')[1]) for p in work_dir.glob('iter_*.pth')]
+    iters = max(checkpoints + [r.get('iter', 0) for r in train_records], default=0)
+    iter_times = [r['time'] for r in train_records[1:] if 'time' in r]  # without the first (warm-up) iteration
     evaluation = [r for r in records if 'loss' not in r and 'lr' not in r]
     return dict(iters=iters, s_per_iter=sum(iter_times) / len(iter_times) if iter_times else float('nan'),
                 wall_s=elapsed, metrics=evaluation[-1] if evaluation else {})

@@ -93,8 +93,8 @@ class HCFormerHead(Mask2FormerHead):
         enforce_decoder_input_project: keep a 1x1 input projection also when ``in_channels == feat_channels``.
         pixel_decoder: must be None (accepted so that configs inheriting mmdet's Mask2Former can set it so).
         num_transformer_feat_level: must be 1 (single-level memory).
+        strides: ignored (the multi-scale strides of an inherited Mask2Former config).
         train_cfg, test_cfg, init_cfg: as in ``Mask2FormerHead``.
-        **kwargs: ignored keys of inherited Mask2Former configs (e.g. ``strides``).
     """
 
     def __init__(self,
@@ -117,10 +117,10 @@ class HCFormerHead(Mask2FormerHead):
                  enforce_decoder_input_project: bool = False,
                  pixel_decoder: Optional[dict] = None,
                  num_transformer_feat_level: int = 1,
+                 strides: Optional[Sequence[int]] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
-                 init_cfg=None,
-                 **kwargs) -> None:
+                 init_cfg=None) -> None:
         # Mask2FormerHead.__init__ builds a pixel decoder: skip it (and AnchorFreeHead's) like mmdet does
         super(AnchorFreeHead, self).__init__(init_cfg=init_cfg)
         if pixel_decoder is not None:

@@ -228,3 +228,18 @@ def test_seg_head_and_hc_fcn(feats):
     assert neck.clustering_layers[2].fine_emb.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match='in_index'):
         HCFCNHead(in_channels=512, channels=32, num_classes=6, in_index=3)
+
+
+@pytest.mark.parametrize('backbone', ['swin', 'context_cluster'])
+def test_neck_on_other_backbones(backbone):
+    """Any backbone whose levels halve with ceil (padded stride-2 downsampling / patch merging) plugs in."""
+    from mmdet.models.backbones import SwinTransformer
+
+    from mmcluster.models.backbones import ContextCluster
+    torch.manual_seed(0)
+    model = (SwinTransformer(embed_dims=32, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), out_indices=(0, 1, 2, 3))
+             if backbone == 'swin' else ContextCluster(arch='tiny', out_indices=(0, 1, 2, 3)))
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 100, 70))
+        x = HCFormerNeck([o.shape[1] for o in outs], level=3)(outs)
+    assert [tuple(a.shape[-2:]) for a in x.assigns] == [(7, 5), (13, 9), (25, 18)]

@@ -100,6 +100,17 @@ def test_rows_sum_to_one_and_off_map_candidates_get_zero(size):
                                                           valid[:, 0, 0].nonzero().flatten().tolist())
 
 
+def test_folded_layernorm_matches_layernorm_in_float32():
+    """The embedding folds LN into the projection (E[x^2] - E[x]^2 statistics): compare with LN + conv in
+    float32 on features with a DC offset ten times their spread."""
+    mod, fine, _ = make((16, 12), cf=64, dtype=torch.float32)
+    x = 10.0 + fine
+    ref = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (64, ), mod.fine_norm.weight, mod.fine_norm.bias,
+                                         mod.fine_norm.eps)
+    ref = torch.nn.functional.normalize(ref @ mod.fine_emb.weight.flatten(1).t(), dim=-1).permute(0, 3, 1, 2)
+    torch.testing.assert_close(mod._embed(x, mod.fine_norm, mod.fine_emb), ref, rtol=0, atol=2e-5)
+
+
 def test_gradients_reach_scale_projections_and_inputs():
     mod, fine, coarse = make((7, 6), dtype=torch.float32)
     fine.requires_grad_(True)
