@@ -14,12 +14,16 @@ inside each subprocess; the table gives medians over ``--runs`` subprocesses.
   ``shift`` = the module (window-major embedding, 9 shifted products); ``unfold`` = the same embeddings, then
   unfold of the coarse map (9x copy), 2x2 unfold of the fine map, einsum and fold (Listing 1).
 
+``--interleaved`` times the two forms alternately inside one process instead (no memory): on a shared machine
+whose load changes between subprocesses this gives the robust time ratio.
+
 ``--backward`` times forward + backward of ``out.square().sum()`` and adds ``kept`` = RSS after the forward
 minus RSS before it: the output plus what autograd keeps for the backward (the training-time cost: HCFormer
 decodes 9 predictions per level and keeps them all until the backward).
 
     python tools/benchmark/hc_decode_memory.py                          # decode, forward, default sizes
     python tools/benchmark/hc_decode_memory.py --op clustering --backward --sizes 128x128 200x200
+    python tools/benchmark/hc_decode_memory.py --interleaved --repeats 7 [--backward] [--op clustering]
 """
 import argparse
 import json
@@ -85,7 +89,7 @@ else:
 
 kept = []
 
-def call():
+def call(fn=fn):
     if backward:
         out = fn()
         kept.append(status('VmRSS'))  # what the forward keeps for the backward (+ the output)
@@ -93,6 +97,21 @@ def call():
     else:
         with torch.no_grad():
             fn()
+
+if {interleaved}:  # time only: both forms alternately in this one process (robust to a shared machine)
+    other = (lambda: decode_unfold(x, a)) if op == 'decode' else (lambda: clustering_unfold(mod, fine, coarse))
+    if op == 'decode':
+        shift_fn = lambda: hc_decode(x, a)
+    else:
+        shift_fn = lambda: mod(fine, coarse)
+    times = dict(shift=[], unfold=[])
+    for _ in range(repeats):
+        for name, f in (('shift', shift_fn), ('unfold', other)):
+            t = time.perf_counter()
+            call(f)
+            times[name].append(time.perf_counter() - t)
+    print(json.dumps({{k: dict(min=min(v), median=statistics.median(v)) for k, v in times.items()}}))
+    sys.exit(0)
 
 base = status('VmRSS')
 with open('/proc/self/clear_refs', 'w') as f:
@@ -111,9 +130,10 @@ print(json.dumps(dict(time=statistics.median(times), peak=peak, base=base, kept=
 '''
 
 
-def measure(op: str, form: str, b: int, h: int, w: int, q: int, backward: bool, repeats: int) -> dict:
+def measure(op: str, form: str, b: int, h: int, w: int, q: int, backward: bool, repeats: int,
+            interleaved: bool = False) -> dict:
     code = CHILD.format(repo=str(REPO), op=op, form=form, b=b, h=h, w=w, q=q, backward=backward,
-                        repeats=repeats)
+                        repeats=repeats, interleaved=interleaved)
     # a fixed mmap threshold: freed large blocks go back to the OS at once, so RSS follows live memory
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', MALLOC_MMAP_THRESHOLD_='131072')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
@@ -132,8 +152,28 @@ def main() -> None:
     parser.add_argument('--backward', action='store_true', help='time forward + backward')
     parser.add_argument('--runs', type=int, default=3, help='fresh subprocesses per measurement')
     parser.add_argument('--repeats', type=int, default=3, help='calls per subprocess (median)')
+    parser.add_argument('--interleaved', action='store_true',
+                        help='instead: time both forms alternately in one process per size (min / median over '
+                        '--repeats rounds; no memory), the robust time ratio on a busy machine')
     parser.add_argument('--json', type=Path, help='also write the rows to this file')
     args = parser.parse_args()
+    if args.interleaved:
+        print(f'HCFormer {args.op}, {"forward + backward" if args.backward else "forward (no_grad)"}, '
+              f'interleaved in one process, {args.repeats} rounds; min / median (ms)')
+        rows = []
+        for size in args.sizes:
+            h, w = (int(v) for v in size.lower().split('x'))
+            r = measure(args.op, 'shift', args.batch, h, w, args.queries, args.backward, args.repeats, True)
+            if 'error' in r:
+                print(f'{size:>10} failed: {r["error"]}')
+                continue
+            rows.append(dict(size=size, **r))
+            print(f'{size:>10}  shift {1e3 * r["shift"]["min"]:8.1f} / {1e3 * r["shift"]["median"]:8.1f}   '
+                  f'unfold {1e3 * r["unfold"]["min"]:8.1f} / {1e3 * r["unfold"]["median"]:8.1f}   '
+                  f'ratio (median) {r["unfold"]["median"] / r["shift"]["median"]:.2f}x', flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return
     rows = []
     mode = 'forward + backward' if args.backward else 'forward (no_grad)'
     detail = f'Q={args.queries}' if args.op == 'decode' else 'C_f=256, C_c=512, E=128'
