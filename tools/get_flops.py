@@ -93,7 +93,8 @@ def bmm_like_flop(first: int, name: str):
 
 
 def sdpa_flop(inputs: List[Any], outputs: List[Any]) -> Counter:
-    """``scaled_dot_product_attention(q [.., L, E], k [.., S, E], v [.., S, Ev])``: ``batch * L * S * (E + Ev)``."""
+    """``scaled_dot_product_attention(q [.., L, E], k [.., S, E], v [.., S, Ev])``:
+    ``batch * L * S * (E + Ev)``."""
     q, k, v = (get_shape(x) for x in inputs[:3])
     batch = _broadcast_batch(_broadcast_batch(q[:-2], k[:-2]), v[:-2])
     return Counter({'scaled_dot_product_attention': _prod(batch) * q[-2] * k[-2] * (q[-1] + v[-1])})
@@ -215,7 +216,7 @@ def analyse(config, shape: Optional[Sequence[int]] = None, backbone_only: bool =
     result = dict(_evaluate(analyzer), params=int(parameter_count(model)['']), shape=(height, width),
                   in_channels=in_channels, scope=scope, model=type(model).__name__)
     if show_table:
-        from mmengine.analysis import complexity_stats_table
+        from mmengine.analysis.print_helper import complexity_stats_table
         result['table'] = complexity_stats_table(flops=analyzer, show_param_shapes=False)
     return result
 
