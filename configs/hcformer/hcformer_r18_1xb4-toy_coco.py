@@ -1,9 +1,10 @@
 # HCFormer instance segmentation on the toy COCO instances data, CPU-sized: the toy Mask2Former instance
-# baseline with HCFormer's backbone hooks, neck and head (see `hcformer_r18_1xb4-toy_coco-panoptic.py`).
+# baseline with HCFormer's backbone hooks (no DCNv2 on the CPU), neck and head (see
+# `hcformer_r18_1xb4-toy_coco-panoptic.py`).
 _base_ = '../baselines/mask2former_r18_1xb4-toy_coco.py'
 
 model = dict(
-    backbone=dict(type='HCResNet', dcn_downsampling=True, first_block_outs=True, init_cfg=None),
+    backbone=dict(type='HCResNet', dcn_downsampling=False, first_block_outs=True, init_cfg=None),
     neck=dict(
         type='HCFormerNeck',
         in_channels=[64, 128, 256, 512],

@@ -12,7 +12,8 @@ feat = 128
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(depth=18, norm_cfg=norm_cfg, norm_eval=False, init_cfg=None),
+    # no DCNv2 downsampling on the CPU (mmcv's CPU kernel about doubles the backbone's cost)
+    backbone=dict(depth=18, norm_cfg=norm_cfg, norm_eval=False, dcn_downsampling=False, init_cfg=None),
     neck=dict(in_channels=[64, 128, 256, 512]),
     decode_head=dict(
         in_channels=512,

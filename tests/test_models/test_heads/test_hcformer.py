@@ -27,6 +27,14 @@ TRAIN_CFG = dict(
         dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
         dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)]),
     sampler=dict(type='MaskPseudoSampler'))
+# mmseg configs name mmdet's task utils with their scope, as mmseg's own Mask2Former configs do
+TRAIN_CFG_MMSEG = dict(
+    TRAIN_CFG,
+    assigner=dict(type='mmdet.HungarianAssigner', match_costs=[
+        dict(type='mmdet.ClassificationCost', weight=2.0),
+        dict(type='mmdet.CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+        dict(type='mmdet.DiceCost', weight=5.0, pred_act=True, eps=1.0)]),
+    sampler=dict(type='mmdet.MaskPseudoSampler'))
 
 
 def decoder(layers=2, d=FEAT):
@@ -44,6 +52,16 @@ def head_kwargs(num_classes=4, **kw):
                 train_cfg=TRAIN_CFG)
     args.update(kw)
     return args
+
+
+@pytest.fixture(autouse=True)
+def toolkit_scope(request):
+    """Unscoped types resolve in the toolkit under test (mmseg for the seg heads, else mmdet), whatever
+    default scope an earlier test left behind."""
+    from mmengine.registry import DefaultScope
+    scope = 'mmseg' if 'seg_head' in request.node.name else 'mmdet'
+    with DefaultScope.overwrite_default_scope(scope):
+        yield
 
 
 @pytest.fixture(scope='module')
@@ -210,7 +228,14 @@ def test_seg_head_and_hc_fcn(feats):
     torch.manual_seed(0)
     neck = HCFormerNeck(CH18, level=3, coarse_inputs='first_block')
     x = neck(feats)
-    head = HCFormerSegHead(num_classes=6, **head_kwargs(6))
+    head = HCFormerSegHead(num_classes=6, **head_kwargs(
+        6, train_cfg=TRAIN_CFG_MMSEG,
+        loss_cls=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=2.0,
+                      reduction='mean', class_weight=[1.0] * 6 + [0.1]),
+        loss_mask=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True, reduction='mean',
+                       loss_weight=5.0),
+        loss_dice=dict(type='mmdet.DiceLoss', use_sigmoid=True, activate=True, reduction='mean',
+                       naive_dice=True, eps=1.0, loss_weight=5.0)))
     assert head.out_channels == 6 and head.num_classes == 6
     losses = head.loss(x, seg_samples(), None)
     assert 'loss_hc_scale' in losses and torch.isfinite(losses['loss_mask'])
