@@ -20,6 +20,8 @@ TOY = {
     'clustr-t_1xb32-toy_imagenet.py': ['accuracy/top1'],
     'clustr-t_fpn_1xb8-toy_ade20k-256x256.py': ['mIoU', 'aAcc'],
     'clustr-t_retinanet_1xb4-toy_coco.py': ['coco/bbox_mAP', 'coco/bbox_mAP_50'],
+    'clustr-t_mask-rcnn_1xb2-toy_coco.py': ['coco/bbox_mAP', 'coco/segm_mAP'],
+    'clustr-t_upernet_1xb8-toy_ade20k-256x256.py': ['mIoU', 'aAcc'],
 }
 FULL = [c for c in CONFIGS if c not in TOY]
 ARCH = {'t': 'tiny', 's': 'small', 'b': 'base'}
