@@ -1,4 +1,5 @@
 from .clustr import ClusTR
 from .context_cluster import ContextCluster
+from .hc_resnet import HCResNet
 
-__all__ = ['ContextCluster', 'ClusTR']
+__all__ = ['ContextCluster', 'ClusTR', 'HCResNet']

@@ -53,12 +53,21 @@ class HCFormerSegHead(HCFormerHead):
         ignore_index: label ignored when building the per-class masks. Defaults to 255.
         **kwargs: :class:`HCFormerHead` arguments (``in_channels``, ``feat_channels``, ``transformer_decoder``,
             losses, ``train_cfg``, ...); ``num_things_classes`` / ``num_stuff_classes`` are set from
-            ``num_classes``.
+            ``num_classes``; the default losses are Mask2Former's, named ``mmdet.*`` (give the assigner and
+            sampler of ``train_cfg`` as ``mmdet.*`` too, like mmseg's Mask2Former configs).
     """
 
     def __init__(self, num_classes: int = 150, align_corners: bool = False, ignore_index: int = 255,
                  **kwargs) -> None:
         kwargs.update(num_things_classes=num_classes, num_stuff_classes=0)
+        # defaults scoped to mmdet (an mmseg model builds under the mmseg scope, where the bare names
+        # CrossEntropyLoss / DiceLoss are mmseg's losses with other signatures)
+        kwargs.setdefault('loss_cls', dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=2.0,
+                                           reduction='mean', class_weight=[1.0] * num_classes + [0.1]))
+        kwargs.setdefault('loss_mask', dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True, reduction='mean',
+                                            loss_weight=5.0))
+        kwargs.setdefault('loss_dice', dict(type='mmdet.DiceLoss', use_sigmoid=True, activate=True,
+                                            reduction='mean', naive_dice=True, eps=1.0, loss_weight=5.0))
         super().__init__(**kwargs)
         self.align_corners = align_corners
         self.ignore_index = ignore_index

@@ -16,7 +16,8 @@ from mmseg.structures import SegDataSample  # noqa: E402
 from mmcluster.models.backbones.hc_resnet import DCNv2Downsample  # noqa: E402
 from mmcluster.models.heads import HCFCNHead, HCFormerHead, HCFormerSegHead  # noqa: E402
 from mmcluster.models.layers import hc_decode_hierarchy  # noqa: E402
-from mmcluster.models.necks import HCFeatures, HCFormerNeck, HCResNet  # noqa: E402
+from mmcluster.models.backbones import HCResNet  # noqa: E402
+from mmcluster.models.necks import HCFeatures, HCFormerNeck  # noqa: E402
 
 CH18 = [64, 128, 256, 512]
 FEAT = 32
