@@ -84,3 +84,24 @@ def check_metrics(metrics: Dict, keys: List[str]) -> None:
     for key in keys:
         assert key in metrics, f'{key} missing from {sorted(metrics)}'
         assert isinstance(metrics[key], (int, float)) and 0 <= metrics[key] <= 100, (key, metrics)
+
+
+# --------------------------------------------------------------------------- config checks
+def build(cfg):
+    """Build ``cfg.model`` with the registry of the config's own default scope."""
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope(cfg.default_scope)
+    return MODELS.build(cfg.model)
+
+
+def nparams(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def urls(obj) -> List[str]:
+    """Every string in a (nested) config value that looks like a URL (a download at run time)."""
+    if isinstance(obj, dict):
+        return [u for v in obj.values() for u in urls(v)]
+    if isinstance(obj, (list, tuple)):
+        return [u for v in obj for u in urls(v)]
+    return [obj] if isinstance(obj, str) and '://' in obj else []

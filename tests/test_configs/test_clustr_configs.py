@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 from conftest import REPO
-from e2e import E2E_ITERS, check_metrics, last_evaluation
+from e2e import E2E_ITERS, build, nparams, urls, check_metrics, last_evaluation
 from mmengine.config import Config
 
 pytest.importorskip('mmdet.models')
@@ -37,24 +37,6 @@ PARAMS = {
     'clustr-s_retinanet_fpn_8xb2-1x_coco.py': (32_412_369, 32.4),
     'clustr-s_mask-rcnn_fpn_8xb2-1x_coco.py': (42_329_805, 42.3),
 }
-
-
-def build(cfg):
-    from mmengine.registry import MODELS, init_default_scope
-    init_default_scope(cfg.default_scope)
-    return MODELS.build(cfg.model)
-
-
-def nparams(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-def urls(obj):
-    if isinstance(obj, dict):
-        return [u for v in obj.values() for u in urls(v)]
-    if isinstance(obj, (list, tuple)):
-        return [u for v in obj for u in urls(v)]
-    return [obj] if isinstance(obj, str) and '://' in obj else []
 
 
 def test_expected_configs_present():

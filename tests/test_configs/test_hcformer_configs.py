@@ -4,7 +4,7 @@ Tables 1-3, and the three toy configs train, validate and test end to end (tools
 2 iterations) with PQ / segm AP / mIoU in the results."""
 import pytest
 from conftest import REPO
-from e2e import E2E_ITERS, check_metrics, last_evaluation
+from e2e import E2E_ITERS, build, nparams, check_metrics, last_evaluation
 from mmengine.config import Config
 
 pytest.importorskip('mmdet.models')
@@ -27,16 +27,6 @@ PAPER_PARAMS_M = {
     'hcformerplus_r50_8xb2-lsj-100e_coco-panoptic.py': 46,  # Table 1
     'hcformer_swin-s-p4-w7-224_8xb2-lsj-50e_coco-panoptic.py': 62,  # Table 1, Table VI
 }
-
-
-def build(cfg):
-    from mmengine.registry import MODELS, init_default_scope
-    init_default_scope(cfg.default_scope)
-    return MODELS.build(cfg.model)
-
-
-def nparams(module):
-    return sum(p.numel() for p in module.parameters())
 
 
 def test_expected_configs_present():
