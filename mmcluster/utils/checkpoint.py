@@ -1,0 +1,273 @@
+"""Reading checkpoints written by other code bases without running pickled code.
+
+Every converter in ``tools/model_converters/`` reads official release files through this module. Those files
+are pickles, and unpickling a file from the internet can run any code its author chose (a ``__reduce__``
+returning ``os.system``). :func:`load_checkpoint_safely` therefore always unpickles with torch's restricted
+``weights_only`` unpickler and allows, on top of tensors and the builtin containers, only the plain data types
+that the real files contain:
+
+==========================================  =====================================================================
+writer                                      content beyond tensors / dicts / lists / numbers / strings
+==========================================  =====================================================================
+timm ``CheckpointSaver`` (``*.pth.tar``)    ``args``: :class:`argparse.Namespace`; ``optimizer`` and
+                                            ``amp_scaler`` state dicts; ``state_dict_ema``; ``metric`` (float or
+                                            numpy scalar)
+mmcv 1.x / mmdet 2.x / mmseg 0.x            ``meta`` (``mmcv_version``, ``CLASSES`` tuple, ``PALETTE``, config text,
+                                            ``hook_msgs`` with numpy scalars), ``optimizer``
+mmengine                                    numpy arrays / scalars / dtypes, ``HistoryBuffer``,
+                                            :class:`collections.Counter` (the list in :mod:`mmcluster.compat`)
+detectron2 ``*.pth`` / ``*.pkl``            ``model`` of tensors or numpy arrays; ``.pkl`` files are plain pickles
+                                            (no torch header), read with the same restricted unpickler
+==========================================  =====================================================================
+
+Anything else (any other class or function named in the pickle) is refused with
+:class:`UnsafeCheckpointError`, whose message names the global and says how to allow it if the file is trusted
+(``extra_types``). Nothing named in a refused pickle is ever called.
+
+Helpers for converters: :func:`pick_state_dict` (``state_dict`` / ``state_dict_ema`` / ``model`` / raw, numpy
+arrays to tensors), :func:`strip_prefix`, and :func:`check_state_dict` which compares a converted state dict
+with a model and reports missing, unexpected and shape-mismatched keys (:class:`KeyReport`; a converter exits
+with ``report.exit_code``, non-zero unless the match is exact).
+"""
+import argparse
+import collections
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    'UnsafeCheckpointError', 'KeyReport', 'checkpoint_allowlist', 'load_checkpoint_safely', 'pick_state_dict',
+    'strip_prefix', 'check_state_dict'
+]
+
+SafeGlobal = Union[Callable, Tuple[Callable, str]]
+EMA_KEYS = ('state_dict_ema', 'ema_state_dict')  # timm CheckpointSaver, mmengine EMAHook
+STATE_DICT_KEYS = ('state_dict', 'model', 'module')  # timm / mmcv / mmengine, detectron2, DeiT-style
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint names a class or function outside the allowlist; nothing in it was executed."""
+
+
+def _numpy_globals() -> List[SafeGlobal]:
+    """numpy reconstructors under both module paths (files written with numpy 1.x and 2.x)."""
+    try:
+        from numpy.core.multiarray import _reconstruct, scalar
+    except ImportError:  # pragma: no cover - numpy 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    out: List[SafeGlobal] = []
+    for fn in (_reconstruct, scalar):
+        for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+            out.append((fn, f'{module}.{fn.__name__}'))
+    dtypes = ('bool', 'uint8', 'uint16', 'uint32', 'uint64', 'int8', 'int16', 'int32', 'int64', 'float16',
+              'float32', 'float64', 'complex64', 'complex128', 'str', 'bytes')  # never ``object``
+    out += [np.ndarray, np.dtype] + [type(np.dtype(name)) for name in dtypes]
+    return out
+
+
+def checkpoint_allowlist(extra_types: Iterable[SafeGlobal] = ()) -> List[SafeGlobal]:
+    """The globals :func:`load_checkpoint_safely` allows (torch's defaults come on top).
+
+    The types mmengine's own checkpoints need come from :func:`mmcluster.compat.checkpoint_safe_globals`
+    (one list for both); this adds what timm, mmcv 1.x and detectron2 files hold.
+    """
+    from mmcluster.compat import checkpoint_safe_globals
+    allowed: List[SafeGlobal] = list(checkpoint_safe_globals())
+    allowed += _numpy_globals()
+    allowed += [
+        argparse.Namespace,  # timm ``args``
+        collections.OrderedDict,
+    ]  # defaultdict / deque cannot be filled by torch's restricted unpickler (and no release file has them)
+    allowed += list(extra_types)
+    unique: List[SafeGlobal] = []
+    for g in allowed:
+        if g not in unique:
+            unique.append(g)
+    return unique
+
+
+class _TemporarySafeGlobals:
+    """``torch.serialization.safe_globals`` for only the entries not already allowed process-wide.
+
+    torch's context manager removes its entries on exit; entries that :mod:`mmcluster.compat` registered
+    globally (for mmengine's Runner) must survive, so they are left out of the temporary set.
+    """
+
+    def __init__(self, entries: Sequence[SafeGlobal]) -> None:
+        present = set(torch.serialization.get_safe_globals())
+        self.entries = [e for e in entries if e not in present]
+
+    def __enter__(self):
+        torch.serialization.add_safe_globals(self.entries)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from torch import _weights_only_unpickler
+        _weights_only_unpickler._remove_safe_globals(self.entries)
+
+
+def _refusal(path: str, err: Exception) -> UnsafeCheckpointError:
+    msg = str(err)
+    # torch's messages: "GLOBAL posix.system was not an allowed global", "... unrecognized function <f>",
+    # "Can only build ... but got <class 'x.Y'>"
+    found = (re.search(r'GLOBAL (\S+)', msg) or re.search(r"<class '([^']+)'>", msg)
+             or re.search(r'unrecognized function (\S+)', msg))
+    what = f'the global {found.group(1)!r}' if found else 'an object outside the allowlist'
+    lines = [ln for ln in msg.splitlines() if ln.strip()]
+    first = next((ln for ln in lines if found and found.group(1) in ln), lines[0] if lines else type(err).__name__)
+    return UnsafeCheckpointError(
+        f'{path}: refused to unpickle {what}. The file names a class or function that is not plain checkpoint '
+        'data (allowed: tensors, containers, numbers, strings, numpy arrays/scalars/dtypes, argparse.Namespace; '
+        'see mmcluster.utils.checkpoint). Nothing from the file was run. If you trust this file and the type is '
+        'plain data, allow it for this call: load_checkpoint_safely(path, extra_types=[<the type>]).'
+        f'\n(torch: {first})')
+
+
+def _restricted_pickle_load(f, encoding: str = 'latin1') -> Any:
+    """Plain pickle (detectron2 ``.pkl``) through torch's ``weights_only`` unpickler."""
+    from torch import _weights_only_unpickler
+    return _weights_only_unpickler.Unpickler(f, encoding=encoding).load()
+
+
+def load_checkpoint_safely(path: str,
+                           extra_types: Iterable[SafeGlobal] = (),
+                           map_location: Union[str, torch.device] = 'cpu') -> Any:
+    """Read a checkpoint file without executing pickled code.
+
+    Args:
+        path: a ``torch.save`` file (zip or legacy format) or a plain pickle (detectron2 ``.pkl``).
+        extra_types: further classes / functions to allow for this call only (``obj`` or ``(obj, 'module.name')``),
+            for trusted files that hold other plain data types.
+        map_location: where tensors go.
+
+    Returns:
+        The unpickled object (usually a dict).
+
+    Raises:
+        UnsafeCheckpointError: the file names a global outside the allowlist (the message names it).
+    """
+    path = str(path)
+    with _TemporarySafeGlobals(checkpoint_allowlist(extra_types)):
+        try:
+            if zipfile.is_zipfile(path):
+                return torch.load(path, map_location=map_location, weights_only=True)
+            with open(path, 'rb') as f:
+                first = _restricted_pickle_load(f)
+                if first == torch.serialization.MAGIC_NUMBER:  # legacy torch.save format
+                    f.seek(0)
+                    return torch.load(f, map_location=map_location, weights_only=True)
+                return first
+        except pickle.UnpicklingError as err:
+            if isinstance(err, UnsafeCheckpointError):
+                raise
+            raise _refusal(path, err) from None
+        except RuntimeError as err:  # torch wraps the unpickler's error on some paths
+            if 'Weights only load failed' in str(err) or 'Unsupported global' in str(err):
+                raise _refusal(path, err) from None
+            raise
+
+
+def _as_tensor(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    return value
+
+
+def pick_state_dict(checkpoint: Any, ema: bool = False,
+                    keys: Sequence[str] = STATE_DICT_KEYS) -> 'collections.OrderedDict[str, torch.Tensor]':
+    """The model weights in a loaded checkpoint, numpy arrays converted to tensors.
+
+    Args:
+        checkpoint: what :func:`load_checkpoint_safely` returned.
+        ema: take the EMA weights (timm ``state_dict_ema``, mmengine ``ema_state_dict``); an error if absent.
+        keys: where to look for the weights, in order; a dict of tensors without any of them is a raw state dict.
+
+    Raises:
+        KeyError: ``ema`` and no EMA weights (the message lists the checkpoint's keys).
+        TypeError: nothing that looks like a state dict.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f'a checkpoint must be a dict, got {type(checkpoint).__name__}')
+    if ema:
+        found = [k for k in EMA_KEYS if isinstance(checkpoint.get(k), Mapping)]
+        if not found:
+            raise KeyError(f'EMA weights requested (--ema) but the checkpoint has none of {list(EMA_KEYS)}; '
+                           f'its top-level keys: {sorted(map(str, checkpoint))}')
+        sd = checkpoint[found[0]]
+    else:
+        sd = next((checkpoint[k] for k in keys if isinstance(checkpoint.get(k), Mapping)), checkpoint)
+    out = collections.OrderedDict((k, _as_tensor(v)) for k, v in sd.items())
+    bad = [k for k, v in out.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise TypeError(f'not a state dict: {len(bad)} entries are not tensors (e.g. {bad[:5]}); '
+                        f'top-level keys: {sorted(map(str, checkpoint))}')
+    return out
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str,
+                 drop_others: bool = True) -> Tuple['collections.OrderedDict[str, torch.Tensor]', List[str]]:
+    """Remove ``prefix`` from the keys that have it.
+
+    Returns ``(state_dict, dropped)``: with ``drop_others`` the keys without the prefix are left out and listed
+    in ``dropped`` (e.g. a detector's neck and heads when taking its ``backbone.``), else kept unchanged.
+    """
+    out: 'collections.OrderedDict[str, torch.Tensor]' = collections.OrderedDict()
+    dropped: List[str] = []
+    for k, v in state_dict.items():
+        if k.startswith(prefix):
+            out[k[len(prefix):]] = v
+        elif drop_others:
+            dropped.append(k)
+        else:
+            out[k] = v
+    return out, dropped
+
+
+@dataclass
+class KeyReport:
+    """How a state dict matches a model: every difference, nothing silent."""
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when exact, 1 otherwise (a converter's exit status)."""
+        return 0 if self.exact else 1
+
+    def __str__(self) -> str:
+        lines = [f'missing keys ({len(self.missing)}): {self.missing}',
+                 f'unexpected keys ({len(self.unexpected)}): {self.unexpected}',
+                 f'shape mismatches ({len(self.mismatched)}): ' +
+                 str([f'{k}: checkpoint {tuple(a)} vs model {tuple(b)}' for k, a, b in self.mismatched])]
+        return '\n'.join(lines)
+
+
+def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: Union[nn.Module, Mapping[str, Any]],
+                     load: bool = False) -> KeyReport:
+    """Compare ``state_dict`` with a model (or its state dict); with ``load``, load it strictly when exact.
+
+    Raises:
+        ValueError: ``load`` and the match is not exact (the message is the report).
+    """
+    own = model.state_dict() if isinstance(model, nn.Module) else model
+    report = KeyReport(
+        missing=[k for k in own if k not in state_dict],
+        unexpected=[k for k in state_dict if k not in own],
+        mismatched=[(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
+                    if k in own and tuple(v.shape) != tuple(own[k].shape)])
+    if load:
+        if not report.exact:
+            raise ValueError(f'state dict does not match {type(model).__name__}:\n{report}')
+        model.load_state_dict(state_dict, strict=True)
+    return report
