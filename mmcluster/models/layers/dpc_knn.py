@@ -1,23 +1,47 @@
 """DPC-kNN token clustering (density peaks clustering with k-nearest-neighbour density).
 
-Equations (ClusTR paper Eqs. 1-2; Rodriguez & Laio 2014; the form of TCFormer's ``cluster_dpc_knn``).
-For the tokens ``x_1..x_N`` of one sample, with distance ``d_ij = ||x_i - x_j||_2 / sqrt(C)``
+Equations (ClusTR paper Eqs. 1-2, after Rodriguez & Laio 2014; TCFormer's ``cluster_dpc_knn`` computes the same
+quantities). For the tokens ``x_1..x_N`` of one sample, with distance ``d_ij = ||x_i - x_j||_2 / sqrt(C)``
 (``dist_scale=True``, TCFormer) or ``||x_i - x_j||_2`` (``dist_scale=False``, the paper's Eq. 1):
 
 * density ``rho_i = exp(-(1/k) * sum_{j in kNN_k(i)} d_ij^2)``, where ``kNN_k(i)`` are the ``k`` tokens closest to
   ``x_i`` **including** ``x_i`` itself (distance 0): the paper's set ``{j : d(x_i, x_j) <= d(x_i, x_k)}`` contains
   ``i``, and TCFormer takes the top-k of the full distance matrix. ``k`` is clipped to the number of (valid)
   tokens, so ``N = 1`` gives ``rho = 1``;
-* ``delta_i = min_{j denser than i} d_ij``; for the densest token ``delta = max_j d_ij``;
+* ``delta_i = min_{j denser than i} d_ij`` (the minimiser is ``i``'s *parent*, the nearest denser token); for the
+  densest token ``delta = max_j d_ij`` (its row maximum, paper Eq. 2);
 * score ``gamma_i = rho_i * delta_i``; the ``M`` highest scores are the centres;
-* every token joins its nearest centre; a centre always joins its own cluster.
+* ``assign='center'`` (default, TCFormer's code): every token joins its nearest centre; ``assign='parent'``
+  (the paper's text, "the remaining tokens are assigned to the same cluster as their nearest tokens with higher
+  density", and Rodriguez & Laio): every token joins the cluster of its parent, i.e. follows the chain of
+  parents up to the first centre on it (if the chain ends at the densest token and that is not a centre, the
+  densest token joins its nearest centre). In both modes a centre always joins its own cluster.
 
-Deterministic tie-breaking (no random noise, unlike TCFormer's ``+ U(0,1) * 1e-6``):
+Deviations from TCFormer's ``cluster_dpc_knn`` and the switches (details in ``docs/clustr.md``):
+
+* the densest token's ``delta``: the paper's Eq. 2 takes its row maximum ``max_j d_ij``, TCFormer's code the
+  largest distance of the whole sample. Both give the same result, so there is no switch: every other token has
+  ``rho_i <= rho_max`` and ``delta_i <= d(i, densest) <= max_j d(densest, j)``, so its score never exceeds the
+  densest token's under either definition, and on equality the densest token wins the tie (it has the lowest
+  index among the tokens of maximal density). The densest token is therefore always the first centre (cluster
+  0); the code gives it score ``+inf`` directly instead of computing its row maximum;
+* no random tie-breaking noise (TCFormer adds ``U(0, 1) * 1e-6`` to the density): ties are broken
+  deterministically (below). Where no two densities (or scores) lie within about ``1e-6`` of each other the two
+  agree, and TCFormer's result does not depend on its random seed; no switch (a random result cannot be
+  reproduced or tested);
+* padded tokens (``token_mask``): TCFormer sets their distances to ``max(D) + 1`` of the whole *batch*, so every
+  padded token joins cluster 0 (all centres are equally far from it); here masked tokens are nobody's neighbour and join their
+  nearest centre (they should get zero weight in :func:`merge_tokens`). No switch (a padding artefact);
+* ``k`` larger than the number of tokens: TCFormer's ``topk`` raises, here ``k`` is clipped;
+* ``rho`` and ``gamma`` compared in log space (below): the same order as the products unless they underflow.
+
+Deterministic tie-breaking:
 
 * *"j is denser than i"* means ``rho_j > rho_i or (rho_j == rho_i and j < i)`` -- a total order, so exactly one
   token per sample is the densest;
+* a token's parent is the nearest denser token, ties going to the lower token index;
 * the top-``M`` scores are taken with ties going to the lower token index (stable sort); ``centers`` lists them
-  in descending score (cluster id ``m`` = rank ``m``);
+  in descending score (cluster id ``m`` = rank ``m``, the numbering of TCFormer's ``idx_cluster``);
 * a token equidistant from several centres joins the centre of lowest rank ``m``.
 
 Numerics:
@@ -27,14 +51,14 @@ Numerics:
   the mean squared distance exceeds ~100, e.g. with ``dist_scale=False``).
 * Candidate distances come from the fast expansion ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` (one matrix product per
   block), whose rounding depends on the block shape. Every value that enters a decision is then **recomputed
-  exactly** as ``sum_c (x_ic - x_jc)^2``: the ``k'`` nearest-neighbour distances of the density, the distance
-  to the nearest denser token and the distances to the few nearest centres. These are symmetric and give
-  exactly 0 between duplicated tokens, so exact ties (duplicated tokens, mutual nearest neighbours) are
-  broken by the rules above and the result does not depend on ``chunk_size``. (Only near-ties below the
-  expansion's rounding at a candidate boundary could differ, e.g. more than ``k'`` duplicates of a token.)
-* Features are centred per sample and scaled by ``1/sqrt(C)`` before any distance; everything runs under
-  ``torch.no_grad()`` with autocast disabled, in float32 (float64 inputs stay float64): the assignment is not
-  differentiable, gradients reach a model only through :func:`merge_tokens`.
+  exactly** as ``sum_c (x_ic - x_jc)^2``: the ``k'`` nearest-neighbour distances of the density, the distances to
+  the few nearest denser tokens and the distances to the few nearest centres. These are symmetric and give exactly 0 between duplicated tokens, so exact ties (duplicated tokens,
+  mutual nearest neighbours) are broken by the rules above and the result does not depend on ``chunk_size``.
+  (Only near-ties below the expansion's rounding at a candidate boundary could differ, e.g. more than ``k'``
+  duplicates of a token.)
+* Features are centred per sample before the fast expansion; everything runs under ``torch.no_grad()`` with
+  autocast disabled, in float32 (float64 inputs stay float64): the assignment is not differentiable, gradients
+  reach a model only through :func:`merge_tokens`.
 
 Memory: no ``N x N`` matrix is materialised. Pass 1 computes distance rows in blocks ``[B, chunk, N]`` and keeps
 the ``k' = max(k, 16)`` nearest candidates per row. The nearest denser token is usually among them: if any kept
@@ -53,18 +77,26 @@ import torch
 
 # Candidates kept per row in pass 1 (density and nearest-denser shortcut); at least ``k``.
 _NUM_KEEP = 16
-# Nearest centres whose distance is recomputed exactly in the assignment.
+# Nearest centres (nearest denser tokens in pass 2b) whose distance is recomputed exactly.
 _NUM_CENTER_CAND = 4
 # Elements of one distance block with the default chunk size.
 _CHUNK_ELEMS = 2**22
 
+ASSIGN_MODES = ('center', 'parent')
+
 __all__ = ['dpc_knn', 'dpc_knn_multi', 'dpc_knn_dense', 'merge_tokens', 'cluster_softmax_weights',
-           'default_chunk_size']
+           'default_chunk_size', 'ASSIGN_MODES']
 
 
 def default_chunk_size(batch: int, num_rows: int, num_cols: int, budget: int = _CHUNK_ELEMS) -> int:
     """Rows per chunk so that a ``[batch, chunk, num_cols]`` block holds about ``budget`` elements."""
     return int(max(1, min(num_rows, budget // max(1, batch * num_cols))))
+
+
+def check_assign(assign: str) -> None:
+    """Raise ``ValueError`` naming the valid choices for an unknown ``assign``."""
+    if assign not in ASSIGN_MODES:
+        raise ValueError(f'dpc_knn: assign must be one of {ASSIGN_MODES}, got {assign!r}')
 
 
 def _validate(x: torch.Tensor, k: int, token_mask: Optional[torch.Tensor],
@@ -140,9 +172,15 @@ def _exact_d2(xr: torch.Tensor, xs: torch.Tensor, cand: torch.Tensor) -> torch.T
     return (diff * diff).sum(dim=-1)
 
 
+def _gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x [B, N, C]`` rows ``idx [B, R]`` -> ``[B, R, C]``."""
+    return torch.gather(x, 1, idx.unsqueeze(-1).expand(*idx.shape, x.shape[-1]))
+
+
 def _scores(x: torch.Tensor, k: int, valid: Optional[torch.Tensor], dist_scale: bool,
             chunk_size: Optional[int]):
-    """``(xw, xc, sq, log_gamma)``: prepared features (see :func:`_prepare`) and every token's log-score."""
+    """``(xw, xc, sq, log_gamma, parent)``: prepared features (see :func:`_prepare`), every token's log-score and
+    its parent (nearest denser token; ``N`` for the densest token and masked tokens without one)."""
     B, N, C = x.shape
     xw, xc, sq = _prepare(x, valid)
     dev, dt = xw.device, xw.dtype
@@ -179,35 +217,39 @@ def _scores(x: torch.Tensor, k: int, valid: Optional[torch.Tensor], dist_scale: 
     # total density order: higher log_rho first, ties by lower index (stable sort)
     order = torch.sort(-log_rho, dim=1, stable=True).indices
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(N, device=dev).expand(B, N))
-    # pass 2a: nearest denser token among the kept neighbours (exact distances)
+    # pass 2a: nearest denser token among the kept neighbours (exact distances; ties -> lower index)
     denser = torch.gather(rank, 1, nn_idx.view(B, -1)).view(B, N, k_keep) < rank.unsqueeze(-1)
-    delta2 = torch.where(denser, nn_d2, torch.full((), inf, device=dev, dtype=dt)).min(dim=-1).values
+    d2_denser = torch.where(denser, nn_d2, torch.full((), inf, device=dev, dtype=dt))
+    delta2 = d2_denser.min(dim=-1).values
+    parent = torch.where(denser & (d2_denser == delta2.unsqueeze(-1)), nn_idx, N).min(dim=-1).values
     need = ~denser.any(dim=-1)
     if valid is not None:
         need &= valid
-    # pass 2b: full rows for the tokens without a denser kept neighbour (local peaks, incl. the densest)
+    # the densest token has no parent and the largest score whatever its delta (module docstring): no row pass
+    densest = order[:, :1]  # [B, 1]
+    need.scatter_(1, densest, False)
+    parent.scatter_(1, densest, N)
+    # pass 2b: full rows for the tokens without a denser kept neighbour (local density peaks)
     chunk_b = chunk_size or default_chunk_size(1, N, N)
+    t = min(_NUM_CENTER_CAND, N)
     for b in range(B):
         rows = need[b].nonzero().squeeze(1)
         for r0 in range(0, rows.numel(), chunk_b):
             rr = rows[r0:r0 + chunk_b]
             d2 = _sq_dist(xc[b:b + 1, rr], sq[b:b + 1, rr], xc[b:b + 1], sq[b:b + 1])[0]
-            is_densest = rank[b, rr] == 0
-            if bool(is_densest.any()):  # no denser token: the farthest (valid) token
-                far = d2[is_densest]
-                if valid is not None:
-                    far.masked_fill_(~valid[b].unsqueeze(0), -inf)
-                j_far = far.argmax(dim=-1)
             d2.masked_fill_(rank[b].unsqueeze(0) >= rank[b, rr].unsqueeze(1), inf)
-            j_best = d2.argmin(dim=-1)
+            fast, cand = torch.topk(d2, t, dim=-1, largest=False, sorted=False)
             del d2
-            if bool(is_densest.any()):
-                j_best[is_densest] = j_far
-            delta2[b, rr] = _exact_d2(xw[b:b + 1, rr], xw[b:b + 1], j_best.view(1, -1, 1))[0, :, 0]
+            ex = _exact_d2(xw[b:b + 1, rr], xw[b:b + 1], cand.unsqueeze(0))[0]
+            ex.masked_fill_(torch.isinf(fast), inf)  # fewer than t denser tokens
+            best = ex.min(dim=-1, keepdim=True).values
+            delta2[b, rr] = best[:, 0]
+            parent[b, rr] = torch.where(ex == best, cand, N).min(dim=-1).values
     log_gamma = log_rho + 0.5 * torch.log(delta2 * inv_c)
+    log_gamma.scatter_(1, densest, inf)
     if valid is not None:
         log_gamma = log_gamma.masked_fill(~valid, -inf)
-    return xw, xc, sq, log_gamma
+    return xw, xc, sq, log_gamma, parent
 
 
 def _score_order(log_gamma: torch.Tensor, valid: Optional[torch.Tensor]) -> torch.Tensor:
@@ -224,8 +266,7 @@ def _assign(xw: torch.Tensor, xc: torch.Tensor, sq: torch.Tensor, centers: torch
     """Nearest centre of every token (lowest rank on exact ties); centres join their own cluster."""
     B, N, C = xw.shape
     M = centers.shape[1]
-    gidx = centers.unsqueeze(-1).expand(B, M, C)
-    cw, cc, sqc = torch.gather(xw, 1, gidx), torch.gather(xc, 1, gidx), torch.gather(sq, 1, centers)
+    cw, cc, sqc = _gather_rows(xw, centers), _gather_rows(xc, centers), torch.gather(sq, 1, centers)
     t = min(_NUM_CENTER_CAND, M)
     chunk = chunk_size or min(default_chunk_size(B, N, M), default_chunk_size(B, N, t * C))
     idx = torch.empty(B, N, device=xw.device, dtype=torch.long)
@@ -241,27 +282,54 @@ def _assign(xw: torch.Tensor, xc: torch.Tensor, sq: torch.Tensor, centers: torch
     return idx
 
 
+def _follow_parents(parent: torch.Tensor, centers: torch.Tensor, idx_center: torch.Tensor) -> torch.Tensor:
+    """Cluster of every token by the chain of parents (``assign='parent'``).
+
+    ``parent [B, N]`` (``N`` = none), ``centers [B, M]``, ``idx_center [B, N]`` the nearest-centre assignment
+    (used for a chain's root that is not a centre: the densest token). Parents are strictly denser, so the
+    parent graph is a forest; pointer jumping finds every token's first centre (or root) in ``O(log N)`` steps.
+    """
+    B, N = parent.shape
+    M = centers.shape[1]
+    ar = torch.arange(N, device=parent.device).expand(B, N)
+    is_center = torch.zeros(B, N, dtype=torch.bool, device=parent.device).scatter_(1, centers, True)
+    ptr = torch.where(is_center | (parent >= N), ar, parent)
+    for _ in range(N.bit_length() + 1):
+        nxt = torch.gather(ptr, 1, ptr)
+        if torch.equal(nxt, ptr):
+            break
+        ptr = nxt
+    cid = torch.zeros(B, N, dtype=torch.long, device=parent.device)
+    cid.scatter_(1, centers, torch.arange(M, device=parent.device).expand(B, M))
+    return torch.where(torch.gather(is_center, 1, ptr), torch.gather(cid, 1, ptr), torch.gather(idx_center, 1, ptr))
+
+
 @torch.no_grad()
 def dpc_knn_multi(x: torch.Tensor,
                   num_clusters: Sequence[int],
                   k: int = 5,
                   token_mask: Optional[torch.Tensor] = None,
                   dist_scale: bool = True,
-                  chunk_size: Optional[int] = None) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+                  chunk_size: Optional[int] = None,
+                  assign: str = 'center') -> List[Tuple[torch.Tensor, torch.Tensor]]:
     """:func:`dpc_knn` for several numbers of clusters, sharing one density / score computation.
 
     Returns one ``(idx_cluster, centers)`` pair per entry of ``num_clusters`` (the centres of a smaller ``M``
     are a prefix of those of a larger one).
     """
     valid = _validate(x, k, token_mask, chunk_size)
+    check_assign(assign)
     ms = [_check_num_clusters(m, x.shape[1]) for m in num_clusters]
     with torch.autocast(device_type=x.device.type, enabled=False):
-        xw, xc, sq, log_gamma = _scores(x, k, valid, dist_scale, chunk_size)
+        xw, xc, sq, log_gamma, parent = _scores(x, k, valid, dist_scale, chunk_size)
         order = _score_order(log_gamma, valid)
         out = []
         for m in ms:
             centers = order[:, :m].contiguous()
-            out.append((_assign(xw, xc, sq, centers, chunk_size), centers))
+            idx = _assign(xw, xc, sq, centers, chunk_size)
+            if assign == 'parent':
+                idx = _follow_parents(parent, centers, idx)
+            out.append((idx, centers))
     return out
 
 
@@ -271,7 +339,8 @@ def dpc_knn(x: torch.Tensor,
             k: int = 5,
             token_mask: Optional[torch.Tensor] = None,
             dist_scale: bool = True,
-            chunk_size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+            chunk_size: Optional[int] = None,
+            assign: str = 'center') -> Tuple[torch.Tensor, torch.Tensor]:
     """Cluster tokens with DPC-kNN (see the module docstring for the exact definition and tie rules).
 
     Args:
@@ -284,6 +353,8 @@ def dpc_knn(x: torch.Tensor,
             centre (give them zero weight in :func:`merge_tokens`). Every sample needs a valid token.
         dist_scale: divide distances by ``sqrt(C)`` (TCFormer) or not (paper Eq. 1).
         chunk_size: rows per distance block; default :func:`default_chunk_size` (about ``2**22`` elements).
+        assign: ``'center'`` (TCFormer's code: nearest centre) or ``'parent'`` (paper text: the cluster of the
+            nearest denser token).
 
     Returns:
         ``idx_cluster`` ``[B, N]`` long in ``[0, M)`` and ``centers`` ``[B, M]`` long token indices in descending
@@ -291,9 +362,9 @@ def dpc_knn(x: torch.Tensor,
 
     Raises:
         ValueError: on a non-float / non-``[B, N, C]`` / non-finite ``x``, ``num_clusters`` outside ``[1, N]``,
-        ``k < 1``, a bad ``chunk_size`` or ``token_mask``.
+        ``k < 1``, a bad ``chunk_size`` or ``token_mask``, an unknown ``assign``.
     """
-    return dpc_knn_multi(x, [num_clusters], k, token_mask, dist_scale, chunk_size)[0]
+    return dpc_knn_multi(x, [num_clusters], k, token_mask, dist_scale, chunk_size, assign)[0]
 
 
 @torch.no_grad()
@@ -301,7 +372,8 @@ def dpc_knn_dense(x: torch.Tensor,
                   num_clusters: int,
                   k: int = 5,
                   token_mask: Optional[torch.Tensor] = None,
-                  dist_scale: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+                  dist_scale: bool = True,
+                  assign: str = 'center') -> Tuple[torch.Tensor, torch.Tensor]:
     """The plain dense form: one ``[B, N, N]`` distance matrix (O(N^2) memory), same maths and tie rules.
 
     Without the exact recomputation of :func:`dpc_knn`, so the two agree except on exact ties (duplicated
@@ -309,6 +381,7 @@ def dpc_knn_dense(x: torch.Tensor,
     ``tools/benchmark/dpc_knn_memory.py``.
     """
     valid = _validate(x, k, token_mask, None)
+    check_assign(assign)
     B, N, _ = x.shape
     M = _check_num_clusters(num_clusters, N)
     with torch.autocast(device_type=x.device.type, enabled=False):
@@ -332,16 +405,21 @@ def dpc_knn_dense(x: torch.Tensor,
         order = torch.sort(-log_rho, dim=1, stable=True).indices
         rank = torch.empty_like(order).scatter_(1, order, ar.expand(B, N))
         dmax = (d2.masked_fill(~valid.unsqueeze(1), -inf) if valid is not None else d2).max(-1).values
-        dmin = d2.masked_fill_(rank.unsqueeze(1) >= rank.unsqueeze(2), inf).min(-1).values  # [b, i, j]
+        dmin_all = d2.masked_fill_(rank.unsqueeze(1) >= rank.unsqueeze(2), inf)  # [b, i, j]: j not denser
+        dmin = dmin_all.min(-1).values
+        if assign == 'parent':
+            parent = torch.where(dmin_all == dmin.unsqueeze(-1), ar.view(1, 1, N), N).min(-1).values
+            parent = torch.where(torch.isinf(dmin), N, parent)
         delta2 = torch.where(rank == 0, dmax, dmin)
-        del d2
+        del d2, dmin_all
         log_gamma = log_rho + 0.5 * torch.log(delta2 * inv_c)
         if valid is not None:
             log_gamma = log_gamma.masked_fill(~valid, -inf)
         centers = _score_order(log_gamma, valid)[:, :M]
-        gidx = centers.unsqueeze(-1).expand(-1, -1, xc.shape[-1])
-        idx = _sq_dist(xc, sq, torch.gather(xc, 1, gidx), torch.gather(sq, 1, centers), clamp=True).argmin(dim=-1)
+        idx = _sq_dist(xc, sq, _gather_rows(xc, centers), torch.gather(sq, 1, centers), clamp=True).argmin(dim=-1)
         idx.scatter_(1, centers, torch.arange(M, device=dev).expand(B, M))
+        if assign == 'parent':
+            idx = _follow_parents(parent, centers, idx)
     return idx, centers
 
 

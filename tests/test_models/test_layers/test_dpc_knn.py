@@ -1,12 +1,16 @@
 """DPC-kNN clustering and token merging against slow references written from the equations.
 
 ClusTR paper Eqs. 1-2 (density over the k nearest neighbours, distance to the nearest denser token, score
-rho * delta, top-M centres, nearest-centre assignment), with the tie rules documented in
-``mmcluster/models/layers/dpc_knn.py``; ``merge_tokens`` is TCFormer's normalised weighted mean.
+rho * delta, top-M centres, nearest-centre assignment as TCFormer's code or the paper's chain of nearest denser
+tokens), with the tie rules documented in ``mmcluster/models/layers/dpc_knn.py``; ``merge_tokens`` is TCFormer's
+normalised weighted mean. The parity tests at the end compare with stored outputs of TCFormer's official
+``cluster_dpc_knn`` / ``merge_tokens`` (``tools/parity/make_dpc_knn_fixture.py``).
 """
+import functools
 import importlib
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,14 +22,26 @@ from mmcluster.models.layers.dpc_knn import (cluster_softmax_weights, dpc_knn, d
 dpc_mod = importlib.import_module('mmcluster.models.layers.dpc_knn')  # the module (the package exports the function)
 
 
-def slow_dpc(x, M, k=5, mask=None, dist_scale=True, log_space=False):
+@functools.lru_cache(maxsize=64)
+def _fraction_d2(xb, N, C, dist_scale):
+    """Exact squared distances (divided by C if ``dist_scale``) of one sample's tokens (float64 bytes)."""
+    x = np.frombuffer(xb, dtype=np.float64).reshape(N, C)
+    xf = [[Fraction(float(v)) for v in x[i]] for i in range(N)]
+    return [[sum((p - q)**2 for p, q in zip(xf[i], xf[j])) / (C if dist_scale else 1) for j in range(N)]
+            for i in range(N)]
+
+
+def slow_dpc(x, M, k=5, mask=None, dist_scale=True, log_space=False, densest_delta='row', assign='center'):
     """Python loops; squared distances and density exponents in exact rational arithmetic (Fraction).
 
     rho_i = exp(-expo_i), expo_i = mean of the k smallest d_ij^2 over valid j (self included);
-    j denser than i iff rho_j > rho_i or (rho_j == rho_i and j < i); delta_i = min over denser j of d_ij, for
-    the densest max_j d_ij; gamma = rho * delta (``log_space`` compares -expo + log delta instead, for inputs
-    whose rho underflows); centres = top-M gamma, ties by lower index, masked tokens last; every token to
-    the nearest centre (ties: lower rank); centres to themselves.
+    j denser than i iff rho_j > rho_i or (rho_j == rho_i and j < i); delta_i = min over denser j of d_ij (that j,
+    lowest index on ties, is i's parent); for the densest token max_j d_ij (``densest_delta='row'``, paper Eq. 2)
+    or max_{p,q} d_pq over the valid tokens of the sample (``'global'``, TCFormer's code); gamma = rho * delta
+    (``log_space`` compares -expo + log delta instead, for inputs whose rho underflows); centres = top-M gamma,
+    ties by lower index, masked tokens last; ``assign='center'``: every token to the nearest centre (ties: lower
+    rank); ``'parent'``: every token follows its parents to the first centre (the densest token, if not a
+    centre, to its nearest centre); centres to themselves.
     """
     x = np.asarray(x, dtype=np.float64)
     B, N, C = x.shape
@@ -33,9 +49,7 @@ def slow_dpc(x, M, k=5, mask=None, dist_scale=True, log_space=False):
     cen_all = np.zeros((B, M), dtype=np.int64)
     for b in range(B):
         valid = np.ones(N, bool) if mask is None else np.asarray(mask[b], bool)
-        xf = [[Fraction(float(v)) for v in x[b, i]] for i in range(N)]
-        d2 = [[sum((p - q)**2 for p, q in zip(xf[i], xf[j])) / (C if dist_scale else 1) for j in range(N)]
-              for i in range(N)]
+        d2 = _fraction_d2(x[b].tobytes(), N, C, dist_scale)
         kk = min(k, int(valid.sum()))
         expo = [None] * N
         for i in range(N):
@@ -43,23 +57,43 @@ def slow_dpc(x, M, k=5, mask=None, dist_scale=True, log_space=False):
                 expo[i] = sum(sorted(d2[i][j] for j in range(N) if valid[j])[:kk]) / kk
 
         def denser(j, i):
-            return valid[j] and (expo[j] < expo[i] or (expo[j] == expo[i] and j < i))
+            if not valid[j]:
+                return False
+            return not valid[i] or expo[j] < expo[i] or (expo[j] == expo[i] and j < i)
 
-        key = [None] * N
+        global_max = max(d2[p][q] for p in range(N) for q in range(N) if valid[p] and valid[q])
+        key, parent = [None] * N, [None] * N
         for i in range(N):
+            cands = [(d2[i][j], j) for j in range(N) if denser(j, i)]
+            if cands:
+                parent[i] = min(cands)[1]
             if not valid[i]:
                 key[i] = (1, 0.0, i)
                 continue
-            cands = [d2[i][j] for j in range(N) if denser(j, i)]
-            delta2 = min(cands) if cands else max(d2[i][j] for j in range(N) if valid[j])
+            if cands:
+                delta2 = min(cands)[0]
+            elif densest_delta == 'row':
+                delta2 = max(d2[i][j] for j in range(N) if valid[j])
+            else:
+                delta2 = global_max
             if log_space:
                 gamma = -math.inf if delta2 == 0 else -float(expo[i]) + 0.5 * math.log(float(delta2))
             else:
                 gamma = math.exp(-float(expo[i])) * math.sqrt(float(delta2))
             key[i] = (0, -gamma, i)
         centres = sorted(range(N), key=lambda i: key[i])[:M]
+
+        def nearest_centre(i):
+            return min(range(M), key=lambda m: (d2[centres[m]][i], m))
+
         for i in range(N):
-            idx_all[b, i] = min(range(M), key=lambda m: (d2[centres[m]][i], m))
+            if assign == 'center':
+                idx_all[b, i] = nearest_centre(i)
+                continue
+            j = i
+            while j not in centres and parent[j] is not None:
+                j = parent[j]
+            idx_all[b, i] = centres.index(j) if j in centres else nearest_centre(j)
         for m, c in enumerate(centres):
             idx_all[b, c] = m
         cen_all[b] = centres
@@ -78,6 +112,7 @@ def _case(kind, seed, B=2, N=23, C=6):
     raise ValueError(kind)
 
 
+ASSIGN = ('center', 'parent')
 CASES = [('gauss', 0, 5, 5), ('gauss', 1, 11, 2), ('gauss', 2, 1, 1), ('duplicates', 3, 6, 5),
          ('duplicates', 4, 10, 3), ('grid', 5, 7, 5), ('grid', 6, 23, 2), ('grid', 7, 4, 1)]
 
@@ -90,12 +125,59 @@ def test_matches_slow_reference(kind, seed, M, k, masked):
     if masked:
         mask = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(seed)) > 0.3
         mask[:, 2] = True
-    ref_idx, ref_cen = slow_dpc(x.numpy(), M, k, None if mask is None else mask.numpy())
-    for dtype in (torch.float64, torch.float32):
-        for chunk in (None, 1, 5, x.shape[1]):
-            idx, cen = dpc_knn(x.to(dtype), M, k=k, token_mask=mask, chunk_size=chunk)
-            np.testing.assert_array_equal(cen.numpy(), ref_cen, err_msg=f'{dtype} chunk={chunk}')
-            np.testing.assert_array_equal(idx.numpy(), ref_idx, err_msg=f'{dtype} chunk={chunk}')
+    np_mask = None if mask is None else mask.numpy()
+    for assign in ASSIGN:
+        ref_idx, ref_cen = slow_dpc(x.numpy(), M, k, np_mask, assign=assign)
+        chunks = (None, 1, 5, x.shape[1]) if assign == 'center' else (None, )
+        for dtype in (torch.float64, torch.float32):
+            for chunk in chunks:
+                idx, cen = dpc_knn(x.to(dtype), M, k=k, token_mask=mask, chunk_size=chunk, assign=assign)
+                msg = f'{dtype} chunk={chunk} assign={assign}'
+                np.testing.assert_array_equal(cen.numpy(), ref_cen, err_msg=msg)
+                np.testing.assert_array_equal(idx.numpy(), ref_idx, err_msg=msg)
+
+
+def _blobs():
+    """A tight blob (the densest tokens), a looser one and two outliers: many tokens' nearest centre is not the
+    centre their chain of denser tokens leads to."""
+    g = torch.Generator().manual_seed(11)
+    blob = 0.05 * torch.randn(8, 2, generator=g, dtype=torch.float64)
+    loose = torch.tensor([1.5, 0.0], dtype=torch.float64) + 0.6 * torch.randn(9, 2, generator=g, dtype=torch.float64)
+    out = torch.tensor([[-4.0, 0.3], [5.0, -0.2]], dtype=torch.float64)
+    return torch.cat([blob, loose, out]).unsqueeze(0)
+
+
+def test_assign_parent_differs_from_nearest_centre():
+    x = _blobs()
+    results = {}
+    for assign in ASSIGN:
+        ref = slow_dpc(x.numpy(), 3, 3, assign=assign)
+        for chunk in (None, 1):
+            out = dpc_knn(x, 3, k=3, assign=assign, chunk_size=chunk)
+            np.testing.assert_array_equal(out[1].numpy(), ref[1])
+            np.testing.assert_array_equal(out[0].numpy(), ref[0])
+        results[assign] = ref
+    assert not np.array_equal(results['center'][0], results['parent'][0])  # the switch is not a no-op here
+    for assign in ASSIGN:  # the dense form implements the same switch
+        out = dpc_knn_dense(x, 3, k=3, assign=assign)
+        np.testing.assert_array_equal(out[0].numpy(), results[assign][0])
+
+
+@pytest.mark.parametrize('kind,seed', [('gauss', 0), ('duplicates', 3), ('grid', 5), ('grid', 6)])
+def test_densest_delta_row_or_global_max_is_the_same(kind, seed):
+    """Paper Eq. 2 (row max) and TCFormer's code (global max) give the densest token different deltas but the
+    same result: the densest token is the first centre either way (docs/clustr.md). Shown on the reference
+    alone, then the module's first centre is the reference's densest token."""
+    x = _case(kind, seed)
+    for M in (1, 4, 9):
+        row = slow_dpc(x.numpy(), M, 3, densest_delta='row')
+        glob = slow_dpc(x.numpy(), M, 3, densest_delta='global')
+        np.testing.assert_array_equal(row[0], glob[0])
+        np.testing.assert_array_equal(row[1], glob[1])
+    d2 = ((x[:, :, None] - x[:, None]) ** 2).sum(-1)
+    expo = torch.sort(d2, dim=-1).values[..., :3].mean(-1)  # -log rho * C, k = 3
+    densest = [min(range(x.shape[1]), key=lambda i: (float(expo[b, i]), i)) for b in range(x.shape[0])]
+    assert dpc_knn(x, 4, k=3)[1][:, 0].tolist() == densest
 
 
 def test_dist_scale_false_and_no_underflow():
@@ -115,14 +197,52 @@ def test_dist_scale_false_and_no_underflow():
         np.testing.assert_array_equal(idx.numpy(), ref_idx)
 
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-def test_chunked_equals_dense(dtype):
+def loop_dpc(x, M, k=5, assign='center'):
+    """The equations of :func:`slow_dpc` in float64 with a loop over tokens (numpy rows) for larger N."""
+    x = np.asarray(x, dtype=np.float64)
+    B, N, C = x.shape
+    idx_all, cen_all = np.zeros((B, N), np.int64), np.zeros((B, M), np.int64)
+    for b in range(B):
+        d2 = np.stack([((x[b] - x[b, i])**2).sum(-1) for i in range(N)]) / C
+        expo = np.array([np.sort(d2[i])[:min(k, N)].mean() for i in range(N)])
+        rank = np.empty(N, np.int64)
+        rank[sorted(range(N), key=lambda i: (expo[i], i))] = np.arange(N)
+        score, parent = np.empty(N), np.full(N, -1)
+        for i in range(N):
+            denser = np.nonzero(rank < rank[i])[0]
+            if denser.size == 0:  # the densest token: delta = its row max (paper Eq. 2)
+                score[i] = -expo[i] + 0.5 * np.log(d2[i].max()) if d2[i].max() > 0 else -np.inf
+                continue
+            j = denser[np.argmin(d2[i, denser])]  # argmin: first (lowest index) of equal distances
+            parent[i] = j
+            score[i] = -expo[i] + 0.5 * np.log(d2[i, j]) if d2[i, j] > 0 else -np.inf
+        centres = sorted(range(N), key=lambda i: (-score[i], i))[:M]
+        near = np.argmin(d2[centres], axis=0)  # first (lowest rank) of equal distances
+        for i in range(N):
+            j = i
+            if assign == 'parent':
+                while j not in centres and parent[j] >= 0:
+                    j = parent[j]
+            idx_all[b, i] = centres.index(j) if j in centres else near[j]
+        cen_all[b] = centres
+    return idx_all, cen_all
+
+
+def test_larger_n_against_loop_reference_and_chunk_invariance():
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 300, 16, generator=g).to(dtype)
-    dense = dpc_knn_dense(x, 40)
-    for chunk in (None, 1, 17, 64, 299, 300, 1000):
-        out = dpc_knn(x, 40, chunk_size=chunk)
-        assert torch.equal(out[0], dense[0]) and torch.equal(out[1], dense[1]), chunk
+    x = torch.randn(2, 300, 16, generator=g, dtype=torch.float64)
+    for assign in ASSIGN:
+        ref_idx, ref_cen = loop_dpc(x.numpy(), 40, assign=assign)
+        for out in [dpc_knn(x, 40, assign=assign, chunk_size=c) for c in (None, 17)] + \
+                [dpc_knn_dense(x, 40, assign=assign)]:
+            np.testing.assert_array_equal(out[1].numpy(), ref_cen)
+            np.testing.assert_array_equal(out[0].numpy(), ref_idx)
+    # float32: the chunk size does not change the result
+    x32 = x.float()
+    first = dpc_knn(x32, 40)
+    for chunk in (1, 17, 64, 299, 300, 1000):
+        out = dpc_knn(x32, 40, chunk_size=chunk)
+        assert torch.equal(out[0], first[0]) and torch.equal(out[1], first[1]), chunk
 
 
 def test_never_materialises_n_by_n(monkeypatch):
@@ -173,13 +293,14 @@ def test_deterministic_and_seed_independent():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
-def test_multi_shares_scores():
-    x = torch.randn(2, 200, 8, generator=torch.Generator().manual_seed(2))
-    outs = dpc_knn_multi(x, [13, 50])
-    for (idx, cen), M in zip(outs, [13, 50]):
-        ref = dpc_knn(x, M)
-        assert torch.equal(idx, ref[0]) and torch.equal(cen, ref[1])
-    assert torch.equal(outs[0][1], outs[1][1][:, :13])  # centres of a smaller M are a prefix
+def test_multi_against_reference():
+    x = torch.randn(2, 60, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    outs = dpc_knn_multi(x, [7, 20])
+    for (idx, cen), M in zip(outs, [7, 20]):
+        ref_idx, ref_cen = loop_dpc(x.numpy(), M)
+        np.testing.assert_array_equal(cen.numpy(), ref_cen)
+        np.testing.assert_array_equal(idx.numpy(), ref_idx)
+    assert torch.equal(outs[0][1], outs[1][1][:, :7])  # centres of a smaller M are a prefix
 
 
 def test_no_grad_low_precision_and_autocast():
@@ -213,6 +334,8 @@ def test_bad_inputs():
             dpc_knn(x, 2, k=k)
     with pytest.raises(ValueError, match='chunk_size'):
         dpc_knn(x, 2, chunk_size=0)
+    with pytest.raises(ValueError, match=r"assign must be one of \('center', 'parent'\)"):
+        dpc_knn(x, 2, assign='nearest')
     with pytest.raises(ValueError, match='token_mask'):
         dpc_knn(x, 2, token_mask=torch.ones(2, 9, dtype=torch.bool))
     mask = torch.ones(2, 10, dtype=torch.bool)
@@ -277,3 +400,44 @@ def test_cluster_softmax_weights():
     s_small = torch.randn(2, 12, generator=g, dtype=torch.float64, requires_grad=True)
     merge_tokens(x, idx, 3, cluster_softmax_weights(s_small, idx, 3)).sum().backward()
     assert s_small.grad is not None and bool(s_small.grad.abs().sum() > 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parity with TCFormer's official code: stored outputs of ``cluster_dpc_knn`` / ``merge_tokens``
+# (zengwang430521/TCFormer, produced by tools/parity/make_dpc_knn_fixture.py, float64).
+
+FIXTURE = Path(__file__).resolve().parents[2] / 'data' / 'fixtures' / 'dpc_knn_tcformer.pt'
+
+
+@pytest.fixture(scope='module')
+def tcformer_cases():
+    fixture = torch.load(FIXTURE, weights_only=True)
+    assert 'TCFormer' in fixture['source'] and len(fixture['cases']) >= 4
+    return fixture['cases']
+
+
+def test_parity_with_official_cluster_dpc_knn(tcformer_cases):
+    """TCFormer's behaviour is the default (``assign='center'``, distances / sqrt(C)); its global-max delta of
+    the densest token gives the same result as the row max (see test_densest_delta_row_or_global_max_is_the_same).
+    Cluster ids are compared as they are: both number a cluster by its centre's score rank."""
+    differs_with_parent = False
+    for case in tcformer_cases:
+        x, M, k = case['x'], case['cluster_num'], case['k']
+        for dtype in (torch.float64, torch.float32):
+            for chunk in (None, 7):
+                idx, cen = dpc_knn(x.to(dtype), M, k=k, chunk_size=chunk)
+                assert torch.equal(idx, case['idx_cluster']), (case['name'], dtype, chunk)
+        idx_dense, _ = dpc_knn_dense(x, M, k=k)
+        assert torch.equal(idx_dense, case['idx_cluster']), case['name']
+        differs_with_parent |= not torch.equal(dpc_knn(x, M, k=k, assign='parent')[0], case['idx_cluster'])
+    assert differs_with_parent  # the fixture tells the paper's assignment rule from TCFormer's
+
+
+def test_parity_with_official_merge_tokens(tcformer_cases):
+    for case in tcformer_cases:
+        x, idx, M, s = case['x'], case['idx_cluster'], case['cluster_num'], case['score']
+        torch.testing.assert_close(merge_tokens(x, idx, M, s.exp()), case['x_merged'], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(merge_tokens(x, idx, M), case['x_merged_unit'], rtol=1e-12, atol=1e-12)
+        # ClusTR's overflow-safe weights: the same merge up to the 1e-6 of the denominator
+        torch.testing.assert_close(merge_tokens(x, idx, M, cluster_softmax_weights(s, idx, M)), case['x_merged'],
+                                   rtol=1e-5, atol=1e-6)
