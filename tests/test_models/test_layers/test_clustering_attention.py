@@ -4,15 +4,24 @@ The reference projects all tokens first and then clusters the projected keys / v
 ``Cluster(X W^K)``, ``Cluster(X W^V)`` with one assignment per scale and weights ``exp(s_i)``), loops over
 heads with an explicit softmax, and sums the scales (Eq. 8) or takes one softmax over their union (Eq. 7).
 The module merges first and projects the merged tokens; the two agree because the merge is a normalised mean.
-The assignments come from ``dpc_knn`` (tested against its own reference in ``test_dpc_knn.py``).
+The assignments come from the exact-arithmetic DPC-kNN reference of ``test_dpc_knn.py`` (written from the
+equations, not the package's ``dpc_knn``).
 """
+import importlib.util
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from mmcluster.models.layers.clustering_attention import ClusteringAttention
-from mmcluster.models.layers.dpc_knn import dpc_knn
+from mmcluster.models.utils.cluster_record import recording_clusters
+
+_spec = importlib.util.spec_from_file_location('_dpc_knn_reference', Path(__file__).with_name('test_dpc_knn.py'))
+_ref = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_ref)
+slow_dpc = _ref.slow_dpc
 
 
 def slow_attention(mod, x, multiscale):
@@ -27,17 +36,20 @@ def slow_attention(mod, x, multiscale):
         V = x @ Wkv[C:].T + bkv[C:]
         M = min(N, math.ceil(N / ratio))
         if M < N:
-            idx, _ = dpc_knn(x, M, k=mod.k)
             s = x @ mod.score.weight[mod._score_col[j]] + mod.score.bias[mod._score_col[j]]
             w = torch.exp(s)  # Eq. 3 weights, normalised per cluster
             Km = torch.zeros(B, M, C, dtype=x.dtype)
             Vm = torch.zeros(B, M, C, dtype=x.dtype)
-            for b in range(B):
-                for m in range(M):
-                    sel = idx[b] == m
-                    ww = w[b, sel] / w[b, sel].sum()
-                    Km[b, m] = (ww[:, None] * K[b, sel]).sum(0)
-                    Vm[b, m] = (ww[:, None] * V[b, sel]).sum(0)
+            for h in range(H if mod.cluster_per_head else 1):
+                ch = slice(h * d, (h + 1) * d) if mod.cluster_per_head else slice(0, C)
+                feats = K[..., ch] if mod.cluster_per_head else x  # Eq. 6 per head, or X once for all heads
+                idx, _ = slow_dpc(feats.detach().numpy(), M, k=mod.k, assign=mod.assign)
+                for b in range(B):
+                    for m in range(M):
+                        sel = torch.from_numpy(idx[b] == m)
+                        ww = w[b, sel] / w[b, sel].sum()
+                        Km[b, m, ch] = (ww[:, None] * K[b, sel, ch]).sum(0)
+                        Vm[b, m, ch] = (ww[:, None] * V[b, sel, ch]).sum(0)
             K, V = Km, Vm
         per_scale.append((K, V))
     out = torch.zeros(B, N, C, dtype=x.dtype)
@@ -56,14 +68,17 @@ def slow_attention(mod, x, multiscale):
     return out @ mod.proj.weight.T + mod.proj.bias
 
 
-@pytest.mark.parametrize('ratios,heads,multiscale', [((4, 1), 2, 'sum'), ((4, 1), 2, 'concat'),
-                                                     ((8, 3), 1, 'sum'), ((5, ), 4, 'sum'), ((1, ), 2, 'sum'),
-                                                     ((16, 4, 2), 2, 'concat')])
-def test_matches_slow_reference(ratios, heads, multiscale):
+@pytest.mark.parametrize('ratios,heads,multiscale,options', [
+    ((4, 1), 2, 'sum', {}), ((4, 1), 2, 'concat', {}), ((8, 3), 1, 'sum', {}), ((5, ), 4, 'sum', {}),
+    ((1, ), 2, 'sum', {}), ((16, 4, 2), 2, 'concat', {}), ((4, 1), 2, 'sum', dict(assign='parent')),
+    ((8, 3), 2, 'concat', dict(cluster_per_head=True)), ((4, ), 2, 'sum', dict(cluster_per_head=True,
+                                                                                 assign='parent'))])
+def test_matches_slow_reference(ratios, heads, multiscale, options):
     torch.manual_seed(0)
-    mod = ClusteringAttention(8, heads, ratios, multiscale=multiscale).double().eval()
+    mod = ClusteringAttention(8, heads, ratios, multiscale=multiscale, **options).double().eval()
     x = torch.randn(2, 30, 8, dtype=torch.float64)
-    torch.testing.assert_close(mod(x), slow_attention(mod, x, multiscale), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(mod(x), slow_attention(mod, x, multiscale), rtol=1e-5, atol=1e-6)
 
 
 def test_ratio_one_is_plain_attention():
@@ -80,22 +95,39 @@ def test_ratio_one_is_plain_attention():
     torch.testing.assert_close(mod(x), mha(x, x, x, need_weights=False)[0], rtol=1e-5, atol=1e-5)
 
 
-def test_num_clusters_small_maps_and_record():
-    mod = ClusteringAttention(8, 2, (64, 16))
-    assert mod.num_clusters(3136) == [49, 196]
-    assert mod.num_clusters(100) == [2, 7]
-    assert mod.num_clusters(1) == [1, 1]  # M == N: no clustering
-    mod.record_clusters = True
-    out = mod(torch.randn(2, 1, 8))
-    assert out.shape == (2, 1, 8) and mod.last_clusters == []
-    mod(torch.randn(2, 40, 8))
-    assert [(r, i.shape, c.shape) for r, i, c in mod.last_clusters] == [(64, (2, 40), (2, 1)),
-                                                                        (16, (2, 40), (2, 3))]
+def test_num_clusters_small_maps_and_records():
+    torch.manual_seed(0)
+    mod = ClusteringAttention(8, 2, (64, 16, 1))
+    assert mod.num_clusters(3136) == [49, 196, 3136]
+    assert mod.num_clusters(100) == [2, 7, 100]
+    assert mod.num_clusters(1) == [1, 1, 1]  # M == N: no clustering
+    with recording_clusters(mod) as records:
+        out = mod(torch.randn(2, 1, 8))
+    assert out.shape == (2, 1, 8) and records == []
+    x = torch.randn(2, 40, 8, dtype=torch.float64)
+    mod.double()
+    with recording_clusters(mod) as records:
+        mod(x, hw=(5, 8))
+    assert [(r.name, r.kind, r.step, r.meta, r.num_clusters, r.spatial_shape) for r in records] == [
+        ('', 'hard', 0, {'ratio': 64}, 1, (5, 8)), ('', 'hard', 1, {'ratio': 16}, 3, (5, 8))]
+    for r in records:  # the assignment of the independent reference, on the token grid
+        idx, _ = slow_dpc(x.numpy(), r.num_clusters, k=5)
+        np.testing.assert_array_equal(r.assignment.numpy(), idx)
+        assert r.labels().shape == (2, 5, 8)
+    with recording_clusters(mod) as records:
+        mod(x)  # without the grid: a 1-d grid of N tokens
+    assert [r.spatial_shape for r in records] == [(40, ), (40, )]
+    mod(x)  # nothing recorded outside the context
+    per_head = ClusteringAttention(8, 2, (4, ), cluster_per_head=True)
+    with recording_clusters(per_head) as records:
+        per_head(torch.randn(3, 12, 8), hw=(3, 4))
+    assert len(records) == 1 and records[0].assignment.shape == (3, 2, 12) and records[0].labels().shape == (3, 2, 3, 4)
 
 
-def test_gradients_reach_score_and_projections():
+@pytest.mark.parametrize('options', [{}, dict(cluster_per_head=True, assign='parent')])
+def test_gradients_reach_score_and_projections(options):
     torch.manual_seed(2)
-    mod = ClusteringAttention(8, 2, (4, 1))
+    mod = ClusteringAttention(8, 2, (4, 1), **options)
     x = torch.randn(2, 30, 8, requires_grad=True)
     mod(x).square().mean().backward()
     for name, p in mod.named_parameters():
@@ -123,3 +155,5 @@ def test_bad_arguments():
         ClusteringAttention(8, 2, ())
     with pytest.raises(ValueError, match='multiscale'):
         ClusteringAttention(8, 2, (4, 1), multiscale='mean')
+    with pytest.raises(ValueError, match=r"assign must be one of \('center', 'parent'\)"):
+        ClusteringAttention(8, 2, (4, 1), assign='nearest_denser')
