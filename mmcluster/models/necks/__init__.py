@@ -1,8 +1,10 @@
 from .hcformer_neck import HCFeatures, HCFormerNeck
 from .kmax_pixel_decoder import KMaXPixelDecoder
 from .kmax_pixel_decoder import KMaXPixelDecoder
+from .kmax_pixel_decoder import KMaXPixelDecoder
 
 __all__ = ['HCFormerNeck', 'HCFeatures',
+    'KMaXPixelDecoder',
     'KMaXPixelDecoder',
     'KMaXPixelDecoder',
 ]
