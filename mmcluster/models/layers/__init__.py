@@ -10,31 +10,11 @@ from .kmax_predictor import KMaXPredictor
 from .kmax_semantic_predictor import KMaXSemanticPredictor
 from .kmax_transformer_decoder import KMaXTransformerDecoder
 from .kmeans_cross_attention import KMeansCrossAttentionLayer
-from .kmax_axial_attention import KMaXAxialAttention, KMaXAxialAttention2D, KMaXRelativePositionalEncoding
-from .kmax_blocks import KMaXBlock, KMaXBlockGroup, KMaXLayerNorm2d, KMaXResizedFuse
-from .kmax_conv_bn import KMaXConvBN, build_kmax_norm
-from .kmax_predictor import KMaXPredictor
-from .kmax_semantic_predictor import KMaXSemanticPredictor
-from .kmax_transformer_decoder import KMaXTransformerDecoder
-from .kmeans_cross_attention import KMeansCrossAttentionLayer
-from .kmax_axial_attention import KMaXAxialAttention, KMaXAxialAttention2D, KMaXRelativePositionalEncoding
-from .kmax_blocks import KMaXBlock, KMaXBlockGroup, KMaXLayerNorm2d, KMaXResizedFuse
-from .kmax_conv_bn import KMaXConvBN, build_kmax_norm
-from .kmax_predictor import KMaXPredictor
-from .kmax_semantic_predictor import KMaXSemanticPredictor
-from .kmax_transformer_decoder import KMaXTransformerDecoder
-from .kmeans_cross_attention import KMeansCrossAttentionLayer
 
 __all__ = [
     'ContextClusterLayer', 'ClusteringAttention', 'dpc_knn', 'dpc_knn_multi', 'dpc_knn_dense', 'merge_tokens',
     'cluster_softmax_weights',
     'HCClustering', 'hc_scale_regulariser', 'hc_decode', 'hc_decode_hierarchy',
-    'KMaXConvBN', 'build_kmax_norm', 'KMaXPredictor', 'KMeansCrossAttentionLayer', 'KMaXTransformerDecoder',
-    'KMaXAxialAttention', 'KMaXAxialAttention2D', 'KMaXRelativePositionalEncoding', 'KMaXBlock', 'KMaXBlockGroup',
-    'KMaXLayerNorm2d', 'KMaXResizedFuse', 'KMaXSemanticPredictor',
-    'KMaXConvBN', 'build_kmax_norm', 'KMaXPredictor', 'KMeansCrossAttentionLayer', 'KMaXTransformerDecoder',
-    'KMaXAxialAttention', 'KMaXAxialAttention2D', 'KMaXRelativePositionalEncoding', 'KMaXBlock', 'KMaXBlockGroup',
-    'KMaXLayerNorm2d', 'KMaXResizedFuse', 'KMaXSemanticPredictor',
     'KMaXConvBN', 'build_kmax_norm', 'KMaXPredictor', 'KMeansCrossAttentionLayer', 'KMaXTransformerDecoder',
     'KMaXAxialAttention', 'KMaXAxialAttention2D', 'KMaXRelativePositionalEncoding', 'KMaXBlock', 'KMaXBlockGroup',
     'KMaXLayerNorm2d', 'KMaXResizedFuse', 'KMaXSemanticPredictor',
