@@ -1,5 +1,6 @@
 from .clustr import ClusTR
 from .context_cluster import ContextCluster
 from .hc_resnet import HCResNet
+from .clusterformer import ClusterFormer
 
-__all__ = ['ContextCluster', 'ClusTR', 'HCResNet']
+__all__ = ['ContextCluster', 'ClusTR', 'HCResNet', 'ClusterFormer']

@@ -10,6 +10,9 @@ from .kmax_predictor import KMaXPredictor
 from .kmax_semantic_predictor import KMaXSemanticPredictor
 from .kmax_transformer_decoder import KMaXTransformerDecoder
 from .kmeans_cross_attention import KMeansCrossAttentionLayer
+from .clusterformer_clustering import RecurrentCrossAttentionClustering
+from .clusterformer_dispatch import FeatureDispatch
+from .clusterformer_mixer import ClusterFormerMixer
 
 __all__ = [
     'ContextClusterLayer', 'ClusteringAttention', 'dpc_knn', 'dpc_knn_multi', 'dpc_knn_dense', 'merge_tokens',
@@ -18,4 +21,5 @@ __all__ = [
     'KMaXConvBN', 'build_kmax_norm', 'KMaXPredictor', 'KMeansCrossAttentionLayer', 'KMaXTransformerDecoder',
     'KMaXAxialAttention', 'KMaXAxialAttention2D', 'KMaXRelativePositionalEncoding', 'KMaXBlock', 'KMaXBlockGroup',
     'KMaXLayerNorm2d', 'KMaXResizedFuse', 'KMaXSemanticPredictor',
+    'RecurrentCrossAttentionClustering', 'FeatureDispatch', 'ClusterFormerMixer',
 ]

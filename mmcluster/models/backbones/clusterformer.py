@@ -1,0 +1,245 @@
+"""ClusterFormer backbone for mmpretrain, mmdet and mmseg.
+
+Paper: James C. Liang et al., "ClusterFormer: Clustering As A Universal Visual Learner", NeurIPS 2023.
+Released code (classification only): ClusterFormer/ClusterFormer, ``mmcls/models/backbones/cluster.py``; the
+parameter names and the variant table below follow its pure-PyTorch commit 0c384d2 (the next commit needs
+``flash_attn`` and CUDA). See ``docs/clusterformer.md`` for the equations, deviations and switches.
+
+Layout (as the released code and Context Clusters): RGB + two position channels ``i/(H-1) - 0.5``,
+``j/(W-1) - 0.5`` -> point reducer ``Conv 4x4 / 4`` -> four stages of blocks with ``Conv 3x3 / 2, pad 1``
+reducers in between (``network = [stage0, reducer, stage1, reducer, stage2, reducer, stage3]``); each stage
+output through ``GroupNorm(1, C)`` ``norm{2i}``. Block (MetaFormer)::
+
+    x = x + DropPath(g1 * Mixer(GN(x)))       # Mixer: ClusterFormerMixer (recurrent clustering + dispatch)
+    x = x + DropPath(g2 * MLP(GN(x)))         # MLP: Linear - GELU - Linear (released: 1x1 convs)
+
+With ``dispatch='soft'`` (paper Eq. 6, the default) the block supplies Eq. 6's residual (first line) and its
+MLP (second line): the mixer computes the similarity-weighted mean of the centres only.
+
+Any input size: sides not divisible by 4 are zero padded at the bottom / right before the stem (position
+ramp continued, so no pixel is dropped), and the mixers use real spatial windows of at most
+``window_size`` pixels (uneven windows when the size is not divisible; no padding is clustered). The released
+layer (``compat=True``) needs the stage maps divisible by its window counts (input multiple of 128 for
+tiny / small) and raises a ``ValueError`` otherwise.
+
+Variant table (released ``cluster_tiny`` / ``cluster_small``; ``windows`` = released window counts per side,
+used by ``compat=True``; ``window_size`` = our spatial window side, used otherwise):
+
+========  =============  ===================  ============  ===========  ========  =======  =======  ===
+arch      layers         embed_dims           mlp_ratios    heads        head_dim  centres  windows  T
+========  =============  ===================  ============  ===========  ========  =======  =======  ===
+tiny      2, 2, 6, 2     96, 192, 384, 768    8, 8, 4, 4    3, 6, 12, 24 32        10x10    32..4    3
+small     2, 2, 18, 2    96, 192, 384, 768    8, 8, 4, 4    3, 6, 12, 24 32        10x10    32..4    1*
+========  =============  ===================  ============  ===========  ========  =======  =======  ===
+
+(*) the released ``cluster_small`` keeps the class default ``num_clustering=1``; the paper uses T = 3.
+"""
+from typing import Dict, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from torch.nn.init import trunc_normal_
+
+from mmcluster.models.backbones.context_cluster import ClusterMlp, ContextCluster, PointReducer
+from mmcluster.models.layers.clusterformer_mixer import ClusterFormerMixer
+from mmcluster.registry import MODELS, register_module
+
+ARCH_KEYS = ('layers', 'embed_dims', 'mlp_ratios', 'heads', 'head_dim', 'num_centers', 'windows',
+             'window_size', 'num_iters')
+
+
+class ClusterFormerBlock(nn.Module):
+    """MetaFormer block with the ClusterFormer token mixer (keys as the released block)."""
+
+    def __init__(self, dim: int, mlp_ratio: float, drop: float = 0., drop_path: float = 0.,
+                 layer_scale_init_value: float = 1e-5, **mixer_cfg) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, dim)
+        self.token_mixer = ClusterFormerMixer(dim, **mixer_cfg)
+        self.norm2 = nn.GroupNorm(1, dim)
+        self.mlp = ClusterMlp(dim, int(dim * mlp_ratio), drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.layer_scale_1 = nn.Parameter(layer_scale_init_value * torch.ones(dim))
+        self.layer_scale_2 = nn.Parameter(layer_scale_init_value * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.layer_scale_1[:, None, None] * self.token_mixer(self.norm1(x)))
+        x = x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
+        return x
+
+
+@register_module(MODELS)
+class ClusterFormer(BaseModule):
+    """ClusterFormer backbone (NeurIPS 2023), classification and dense-prediction features.
+
+    Args:
+        arch: ``'tiny'`` or ``'small'`` (:attr:`arch_settings`), or a dict with the keys
+            ``layers, embed_dims, mlp_ratios, heads, head_dim, num_centers, windows, window_size, num_iters``
+            (per-stage entries as 4-lists or one value for all stages; ``num_iters`` one int).
+        in_channels: image channels (two position channels are added).
+        out_indices: stages (0..3, negative allowed) returned, each through ``norm{2i}``. The classifier uses
+            all four (the released neck concatenates their pooled features).
+        num_iters: override of the recurrences ``T``.
+        window_size: override of the spatial window side(s) (int or 4-list).
+        residual: M-step residual (default: ``not compat``).
+        temperature: E-step temperature (``None`` = 1).
+        center_ffn: FFN on the pooled centres (paper Eq. 5).
+        share_q: the released head-shared ``d x d`` query map (default: ``compat``).
+        dispatch: ``'soft'`` (Eq. 6), ``'hard'`` (supp. Algorithm 2) or ``'coc'`` (released); default
+            ``'coc'`` if ``compat`` else ``'soft'``.
+        norm_by: denominator of the ``'coc'`` dispatch (``'mask'`` released, ``'sim'``).
+        compat: reproduce the released layer exactly (raw-reshape windows, see
+            :mod:`mmcluster.models.layers.clusterformer_mixer`).
+        mlp_drop: dropout in the MLPs.
+        drop_path_rate: stochastic depth, linear in the global block index (as released).
+        layer_scale_init_value: LayerScale init.
+        frozen_stages: freeze the stem and stages ``<= frozen_stages`` (with their reducers and output norms;
+            eval mode, no gradients; re-applied in ``train()``); -1 freezes nothing.
+        norm_eval: keep every norm layer in eval mode during training (GroupNorm has no running stats; this
+            matters for norm layers a user swaps in and is kept for the house convention).
+        init_cfg: mmengine init config (e.g. ``dict(type='Pretrained', checkpoint=...)`` for converted weights).
+            Without one, the MLPs get trunc-normal(0.02) weights and zero biases as in the released code; the
+            other projections keep PyTorch's default (the same for the released 1x1 convs and our Linears).
+    """
+
+    arch_settings: Dict[str, dict] = {
+        'tiny': dict(layers=[2, 2, 6, 2], embed_dims=[96, 192, 384, 768], mlp_ratios=[8, 8, 4, 4],
+                     heads=[3, 6, 12, 24], head_dim=[32] * 4, num_centers=[10] * 4, windows=[32, 16, 8, 4],
+                     window_size=[14] * 4, num_iters=3),
+        'small': dict(layers=[2, 2, 18, 2], embed_dims=[96, 192, 384, 768], mlp_ratios=[8, 8, 4, 4],
+                      heads=[3, 6, 12, 24], head_dim=[32] * 4, num_centers=[10] * 4, windows=[32, 16, 8, 4],
+                      window_size=[14] * 4, num_iters=1),
+    }
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 num_iters: Optional[int] = None,
+                 window_size=None,
+                 residual: Optional[bool] = None,
+                 temperature: Optional[float] = None,
+                 center_ffn: bool = False,
+                 share_q: Optional[bool] = None,
+                 dispatch: Optional[str] = None,
+                 norm_by: str = 'mask',
+                 compat: bool = False,
+                 mlp_drop: float = 0.,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-5,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 init_cfg: Optional[Union[dict, list]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, str):
+            if arch not in self.arch_settings:
+                raise ValueError(f'Unknown arch {arch!r}; valid choices: {sorted(self.arch_settings)} or a dict '
+                                 f'with keys {list(ARCH_KEYS)}')
+            arch = self.arch_settings[arch]
+        elif isinstance(arch, dict):
+            missing = [k for k in ARCH_KEYS if k not in arch]
+            if missing:
+                raise ValueError(f'custom arch misses keys {missing}; needs {list(ARCH_KEYS)}')
+        else:
+            raise TypeError(f'arch must be a str or a dict, got {type(arch)}')
+        cfg = {k: self._stages(arch[k], k) for k in ARCH_KEYS if k != 'num_iters'}
+        cfg['num_iters'] = int(arch['num_iters'] if num_iters is None else num_iters)
+        if window_size is not None:
+            cfg['window_size'] = self._stages(window_size, 'window_size')
+        self.arch = cfg
+        self.in_channels = in_channels
+        self.embed_dims = cfg['embed_dims']
+        self.num_stages = 4
+        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
+        for i, idx in enumerate(out_indices):
+            if not -4 <= idx < 4:
+                raise ValueError(f'out_indices must be in [-4, 3] (stages), got {idx}')
+            out_indices[i] = idx % 4
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.compat = compat
+
+        dims = cfg['embed_dims']
+        self.patch_embed = PointReducer(in_channels + 2, dims[0], 4, 4, 0)
+        total = sum(cfg['layers'])
+        network, k = [], 0
+        for i in range(4):
+            blocks = []
+            for _ in range(cfg['layers'][i]):
+                dpr = drop_path_rate * k / (total - 1) if total > 1 else 0.
+                blocks.append(ClusterFormerBlock(
+                    dims[i], cfg['mlp_ratios'][i], mlp_drop, dpr, layer_scale_init_value,
+                    heads=cfg['heads'][i], head_dim=cfg['head_dim'][i], num_centers=cfg['num_centers'][i],
+                    window_size=cfg['window_size'][i], windows=cfg['windows'][i], num_iters=cfg['num_iters'],
+                    residual=residual, temperature=temperature, center_ffn=center_ffn, share_q=share_q,
+                    dispatch=dispatch, norm_by=norm_by, compat=compat))
+                k += 1
+            network.append(nn.Sequential(*blocks))
+            if i < 3:
+                network.append(PointReducer(dims[i], dims[i + 1], 3, 2, 1))
+        self.network = nn.ModuleList(network)
+        for i in self.out_indices:
+            self.add_module(f'norm{2 * i}', nn.GroupNorm(1, dims[i]))
+        for m in self.modules():
+            if isinstance(m, ClusterMlp):
+                for fc in (m.fc1, m.fc2):
+                    trunc_normal_(fc.weight, std=.02)
+                    nn.init.zeros_(fc.bias)
+        self._freeze_stages()
+
+    @staticmethod
+    def _stages(value, name):
+        if isinstance(value, (int, float)):
+            return [value] * 4
+        value = list(value)
+        if len(value) == 2 and name in ('num_centers', 'windows', 'window_size'):
+            return [tuple(value)] * 4  # one (h, w) pair for every stage
+        if len(value) != 4:
+            raise ValueError(f'{name} must be a single value or have 4 entries (one per stage), got {value!r}')
+        return value
+
+    def forward(self, x: torch.Tensor):
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'ClusterFormer expects [B, {self.in_channels}, H, W] input, got {tuple(x.shape)}')
+        H, W = x.shape[-2:]
+        ph, pw = (-H) % 4, (-W) % 4
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        x = torch.cat([x, ContextCluster.position_channels(x, H, W)], dim=1)
+        x = self.patch_embed(x)
+        outs = []
+        for i in range(4):
+            if i > 0:
+                x = self.network[2 * i - 1](x)
+            x = self.network[2 * i](x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{2 * i}')(x))
+        return tuple(outs)
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        modules = [self.patch_embed]
+        for i in range(min(self.frozen_stages, 3) + 1):
+            if i > 0:
+                modules.append(self.network[2 * i - 1])
+            modules.append(self.network[2 * i])
+            if i in self.out_indices:
+                modules.append(getattr(self, f'norm{2 * i}'))
+        for m in modules:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)):
+                    m.eval()
+        return self

@@ -1,0 +1,316 @@
+"""ClusterFormer layers against slow float64 loop references written from the paper (NeurIPS 2023).
+
+* recurrent cross-attention clustering: main paper Eqs. 3-5, supplementary Algorithm 1;
+* feature dispatch: main paper Eq. 6 (soft), supplementary Algorithm 2 (hard), and the released code's
+  Context-Cluster dispatch (Ma et al., ICLR 2023, Eqs. 1-2, point-count denominator);
+* the token mixer on real spatial windows (docs/clusterformer.md), any size;
+* the released layer (raw-reshape compatibility) against the stored output of the released code
+  (tests/data/fixtures/clusterformer_layer.pt, made by tools/parity/make_clusterformer_fixture.py), loaded
+  through the converter's key mapping.
+"""
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import load_tool
+from mmcluster.models.layers.clusterformer_clustering import RecurrentCrossAttentionClustering
+from mmcluster.models.layers.clusterformer_dispatch import FeatureDispatch
+from mmcluster.models.layers.clusterformer_mixer import ClusterFormerMixer
+from mmcluster.models.utils.cluster_record import recording_clusters
+
+FIXTURES = Path(__file__).resolve().parents[2] / 'data' / 'fixtures'
+DT = torch.float64
+
+
+# ---------------------------------------------------------------------------------------------- references
+def ref_pool(grid, ph, pw):
+    """AdaptiveAvgPool bins [floor(i S / p), ceil((i + 1) S / p)) by loops: grid [H, W, d] -> [ph*pw, d]."""
+    H, W, d = grid.shape
+    out = []
+    for i in range(ph):
+        r0, r1 = (i * H) // ph, -((-(i + 1) * H) // ph)
+        for j in range(pw):
+            c0, c1 = (j * W) // pw, -((-(j + 1) * W) // pw)
+            acc = torch.zeros(d, dtype=DT)
+            for r in range(r0, r1):
+                for c in range(c0, c1):
+                    acc = acc + grid[r, c]
+            out.append(acc / ((r1 - r0) * (c1 - c0)))
+    return torch.stack(out)
+
+
+def ref_linear(lin, x):
+    return torch.stack([lin.weight.double() @ xi + lin.bias.double() for xi in x])
+
+
+def ref_rca(layer, c0, keys, values, valid=None):
+    """Algorithm 1, one sample: c0 [M, D], keys [N, E*dq], values [N, D] -> (c_T [M, D], gammas [T][E][M][N])."""
+    E, dq, dv = layer.num_heads, layer.head_dim, layer.value_dim
+    M, N = c0.shape[0], keys.shape[0]
+    tau = 1.0 if layer.temperature is None else layer.temperature
+    c = c0.clone()
+    gammas = []
+    for _ in range(layer.num_iters):
+        if layer.share_q:
+            q = torch.stack([torch.cat([layer.q_proj.weight.double() @ c[m, e * dv:(e + 1) * dv]
+                                        + layer.q_proj.bias.double() for e in range(E)]) for m in range(M)])
+        else:
+            q = ref_linear(layer.q_proj, c)
+        new = torch.zeros_like(c)
+        g_t = []
+        for e in range(E):
+            logit = [[float(torch.dot(q[m, e * dq:(e + 1) * dq], keys[n, e * dq:(e + 1) * dq])) / tau
+                      for n in range(N)] for m in range(M)]
+            gamma = [[0.0] * N for _ in range(M)]
+            for n in range(N):
+                if valid is not None and not valid[n]:
+                    continue
+                z = sum(math.exp(logit[m][n]) for m in range(M))  # softmax over the clusters
+                for m in range(M):
+                    gamma[m][n] = math.exp(logit[m][n]) / z
+            for m in range(M):
+                upd = torch.zeros(dv, dtype=DT)
+                for n in range(N):
+                    upd = upd + gamma[m][n] * values[n, e * dv:(e + 1) * dv]
+                new[m, e * dv:(e + 1) * dv] = c[m, e * dv:(e + 1) * dv] + upd if layer.residual else upd
+            g_t.append(gamma)
+        c = new
+        gammas.append(g_t)
+    return c, gammas
+
+
+def ref_mlp(seq, x):
+    h = ref_linear(seq[0], x)
+    return ref_linear(seq[2], F.gelu(h))
+
+
+def ref_dispatch(layer, x, cen, values=None, vcen=None):
+    """Eq. 6 / Algorithm 2 / Context-Cluster dispatch for one sample by loops: x [N, d], cen [K, d]."""
+    N, K = x.shape[0], cen.shape[0]
+
+    def cos(a, b):
+        return float(torch.dot(a, b) / (max(a.norm(), 1e-12) * max(b.norm(), 1e-12)))
+
+    out = []
+    if layer.mode == 'soft':
+        for n in range(N):
+            acc = torch.zeros_like(x[n])
+            for k in range(K):
+                acc = acc + cos(cen[k], x[n]) * cen[k]
+            upd = acc / K
+            upd = ref_mlp(layer.mlp, upd[None])[0] if layer.mlp is not None else upd
+            out.append(x[n] + upd if layer.residual else upd)
+        return torch.stack(out)
+    if layer.mode == 'hard':
+        for n in range(N):
+            sims = [cos(cen[k], x[n]) for k in range(K)]
+            best = max(range(K), key=lambda k: (sims[k], -k))
+            total = torch.zeros_like(x[n])
+            for k in range(K):
+                s_hat = sims[k] if k == best else 0.0
+                term = s_hat * x[n]
+                total = total + (ref_mlp(layer.mlp, term[None])[0] if layer.mlp is not None else term)
+            upd = total / K
+            out.append(x[n] + upd if layer.residual else upd)
+        return torch.stack(out)
+    # Context-Cluster dispatch
+    a, b = float(layer.sim_alpha), float(layer.sim_beta)
+    s = [[1 / (1 + math.exp(-(b + a * cos(cen[k], x[n])))) for n in range(N)] for k in range(K)]
+    best = [max(range(K), key=lambda k: (s[k][n], -k)) for n in range(N)]
+    g = []
+    for k in range(K):
+        num, den = vcen[k].clone(), 1.0
+        for n in range(N):
+            if best[n] == k:
+                num = num + s[k][n] * values[n]
+                den += 1.0 if layer.norm_by == 'mask' else s[k][n]
+        g.append(num / den)
+    return torch.stack([s[best[n]][n] * g[best[n]] for n in range(N)])
+
+
+# ------------------------------------------------------------------------------------------------ clustering
+@pytest.mark.parametrize('residual,temperature,heads,share_q', [(True, None, 1, False), (False, None, 2, False),
+                                                                (True, 0.7, 2, True), (False, 2.0, 1, True)])
+def test_rca_matches_algorithm_1(residual, temperature, heads, share_q):
+    torch.manual_seed(0)
+    layer = RecurrentCrossAttentionClustering(8, in_dims=6, num_heads=heads, num_iters=3, residual=residual,
+                                              temperature=temperature, share_q=share_q).double()
+    B, N, M = 2, 12, 4
+    feats = torch.randn(B, N, 6, dtype=DT)
+    c0 = torch.randn(B, M, 8, dtype=DT)
+    with recording_clusters(layer) as records:
+        out = layer(feats, hw_shape=(3, 4), centres=c0)
+    assert len(records) == 3 and [r.step for r in records] == [0, 1, 2]
+    for b in range(B):
+        ref, gammas = ref_rca(layer, c0[b], ref_linear(layer.k_proj, feats[b]), ref_linear(layer.v_proj, feats[b]))
+        torch.testing.assert_close(out[b], ref, rtol=1e-10, atol=1e-10)
+        for t, rec in enumerate(records):
+            assert rec.kind == 'soft' and rec.spatial_shape == (3, 4) and rec.num_clusters == M
+            got = rec.assignment[b] if heads > 1 else rec.assignment[b][None]  # [E, N, M]
+            want = torch.tensor(gammas[t], dtype=DT).transpose(1, 2)
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+            # E-step: every token's responsibilities over the clusters sum to one
+            torch.testing.assert_close(got.sum(-1), torch.ones_like(got.sum(-1)))
+
+
+def test_rca_pooled_init_ffn_and_valid_mask():
+    torch.manual_seed(1)
+    layer = RecurrentCrossAttentionClustering(4, num_heads=2, num_iters=2, num_centers=(2, 3),
+                                              center_ffn=True, ffn_ratio=2).double()
+    H, W = 5, 7
+    feats = torch.randn(1, H * W, 4, dtype=DT)
+    valid = torch.rand(1, H * W) > 0.3
+    out = layer(feats, hw_shape=(H, W), valid=valid)
+    c0 = ref_mlp(layer.center_ffn, ref_pool(feats[0].view(H, W, 4), 2, 3))  # Eq. 5
+    ref, _ = ref_rca(layer, c0, ref_linear(layer.k_proj, feats[0]), ref_linear(layer.v_proj, feats[0]),
+                     valid=valid[0].tolist())
+    torch.testing.assert_close(out[0], ref, rtol=1e-10, atol=1e-10)
+
+
+def test_rca_t0_gradients_and_errors():
+    torch.manual_seed(2)
+    layer = RecurrentCrossAttentionClustering(4, num_iters=0, num_centers=2).double()
+    feats = torch.randn(1, 16, 4, dtype=DT)
+    torch.testing.assert_close(layer(feats, (4, 4)), ref_pool(feats[0].view(4, 4, 4), 2, 2)[None])
+    layer = RecurrentCrossAttentionClustering(4, num_heads=2, num_iters=3, num_centers=2).double()
+    feats.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda f: layer(f, (4, 4)), (feats, ))
+    # T adds no parameters: the projections are shared across the iterations
+    n1 = sum(p.numel() for p in RecurrentCrossAttentionClustering(8, num_iters=1).parameters())
+    n4 = sum(p.numel() for p in RecurrentCrossAttentionClustering(8, num_iters=4).parameters())
+    assert n1 == n4
+    with pytest.raises(ValueError, match='hw_shape'):
+        layer(feats)
+    with pytest.raises(ValueError, match='divisible'):
+        RecurrentCrossAttentionClustering(6, num_heads=4)
+    with pytest.raises(ValueError, match='temperature'):
+        RecurrentCrossAttentionClustering(4, temperature=0.)
+
+
+# -------------------------------------------------------------------------------------------------- dispatch
+@pytest.mark.parametrize('mode,kw', [('soft', {}), ('soft', dict(mlp=False, residual=False)), ('hard', {}),
+                                     ('hard', dict(mlp=False)), ('coc', dict(norm_by='mask')),
+                                     ('coc', dict(norm_by='sim'))])
+def test_dispatch_matches_paper(mode, kw):
+    torch.manual_seed(3)
+    layer = FeatureDispatch(6, mode=mode, mlp_ratio=2, **kw).double()
+    if mode == 'coc':
+        with torch.no_grad():
+            layer.sim_alpha.fill_(1.5)
+            layer.sim_beta.fill_(-0.2)
+    B, N, K = 2, 10, 3
+    x = torch.randn(B, N, 6, dtype=DT)
+    cen = torch.randn(B, K, 6, dtype=DT)
+    vals = torch.randn(B, N, 6, dtype=DT)
+    vcen = torch.randn(B, K, 6, dtype=DT)
+    with recording_clusters(layer) as records:
+        out = layer(x, cen, vals, vcen, spatial_shape=(2, 5))
+    for b in range(B):
+        torch.testing.assert_close(out[b], ref_dispatch(layer, x[b], cen[b], vals[b], vcen[b]),
+                                   rtol=1e-10, atol=1e-10)
+    assert len(records) == 1 and records[0].kind == ('soft' if mode == 'soft' else 'hard')
+    assert records[0].labels().shape == (B, 2, 5)
+
+
+def test_dispatch_hard_zero_terms_switch():
+    torch.manual_seed(4)
+    lit = FeatureDispatch(4, mode='hard').double()
+    drop = FeatureDispatch(4, mode='hard', zero_terms=False).double()
+    drop.load_state_dict(lit.state_dict())
+    x, cen = torch.randn(1, 5, 4, dtype=DT), torch.randn(1, 3, 4, dtype=DT)
+    # the two readings differ by (K - 1) MLP(0) / K exactly
+    mlp0 = ref_mlp(lit.mlp, torch.zeros(1, 4, dtype=DT))[0]
+    torch.testing.assert_close(lit(x, cen) - drop(x, cen), (2 * mlp0 / 3).expand(1, 5, 4))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        FeatureDispatch(4, mode='argmax')
+
+
+# ----------------------------------------------------------------------------------------------------- mixer
+def _bounds(size, ws):
+    f = -(-size // ws)
+    f = min(f, size)
+    return [(k * size // f, (k + 1) * size // f) for k in range(f)]
+
+
+def ref_mixer(mixer, x):
+    """Real spatial windows of at most window_size (documented split), per window and head, by loops."""
+    x = x.double()
+    B, C, H, W = x.shape
+    E, d = mixer.heads, mixer.head_dim
+    ph, pw = mixer.num_centers
+    rca, disp = mixer.clustering, mixer.dispatch
+    out = torch.zeros(B, H, W, E * d, dtype=DT)
+    for b in range(B):
+        pts = x[b].permute(1, 2, 0)  # [H, W, C]
+        for r0, r1 in _bounds(H, mixer.window_size[0]):
+            for c0_, c1 in _bounds(W, mixer.window_size[1]):
+                win = pts[r0:r1, c0_:c1].reshape(-1, C)
+                xs = ref_linear(mixer.sim_proj, win)
+                k = ref_linear(rca.k_proj, win)
+                v = ref_linear(rca.v_proj, win)
+                hh, ww = r1 - r0, c1 - c0_
+                cen0 = ref_pool(xs.view(hh, ww, E * d), ph, pw)
+                cen, _ = ref_rca(rca, cen0, k, v)
+                vcen = ref_pool(v.view(hh, ww, E * d), ph, pw)
+                ys = []
+                for e in range(E):
+                    sl = slice(e * d, (e + 1) * d)
+                    ys.append(ref_dispatch(disp, xs[:, sl], cen[:, sl], v[:, sl], vcen[:, sl]))
+                out[b, r0:r1, c0_:c1] = torch.cat(ys, dim=1).view(hh, ww, E * d)
+    y = ref_linear(mixer.out_proj, out.reshape(-1, E * d)).view(B, H, W, C)
+    return y.permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize('size,dispatch,share_q', [((8, 8), 'soft', False), ((7, 10), 'coc', True),
+                                                    ((5, 3), 'hard', False)])
+def test_mixer_windows_match_reference(size, dispatch, share_q):
+    torch.manual_seed(5)
+    mixer = ClusterFormerMixer(6, heads=2, head_dim=3, num_centers=(2, 3), window_size=4, num_iters=2,
+                               dispatch=dispatch, share_q=share_q).double()
+    x = torch.randn(2, 6, *size, dtype=DT)
+    with recording_clusters(mixer) as records:
+        y = mixer(x)
+    torch.testing.assert_close(y, ref_mixer(mixer, x), rtol=1e-9, atol=1e-10)
+    steps = [r.step for r in records if r.name == 'clustering']
+    assert steps == [0, 1]
+    rec = records[0]
+    assert rec.kind == 'soft' and rec.assignment.shape == (2, 2, size[0] * size[1], 6)
+    assert rec.labels().shape == (2, 2, *size)
+
+
+def test_mixer_batch_one_odd_sizes_and_gradients():
+    torch.manual_seed(6)
+    mixer = ClusterFormerMixer(4, heads=1, head_dim=4, num_centers=3, window_size=5, num_iters=3).double()
+    for size in [(1, 1), (1, 9), (11, 2)]:
+        x = torch.randn(1, 4, *size, dtype=DT, requires_grad=True)
+        y = mixer(x)
+        assert y.shape == x.shape and torch.isfinite(y).all()
+    assert torch.autograd.gradcheck(mixer, (torch.randn(1, 4, 6, 7, dtype=DT, requires_grad=True), ))
+
+
+def test_released_layer_parity():
+    """The released ``Clustering`` (0c384d2) output, with its weights through the converter mapping."""
+    fx = torch.load(FIXTURES / 'clusterformer_layer.pt', weights_only=True)
+    cfg = fx['config']
+    conv = load_tool('tools/model_converters/clusterformer2mmcluster.py')
+    prefix = 'network.0.0.token_mixer.'
+    sd, dropped = conv.convert({prefix + k: v for k, v in fx['state_dict'].items()})
+    assert not dropped
+    sd = {k[len('backbone.' + prefix):]: v for k, v in sd.items()}
+    mixer = ClusterFormerMixer(cfg['dim'], heads=cfg['heads'], head_dim=cfg['head_dim'],
+                               num_centers=(cfg['center_w'], cfg['center_h']),
+                               windows=(cfg['window_w'], cfg['window_h']), num_iters=cfg['num_clustering'],
+                               compat=True).double().eval()
+    mixer.load_state_dict(sd, strict=True)
+    y = mixer(fx['input'])
+    assert (y - fx['output']).abs().max().item() < 1e-12
+    # the paper semantics (residual M-step, spatial windows) differ from the release: the switch matters
+    paper = ClusterFormerMixer(cfg['dim'], heads=cfg['heads'], head_dim=cfg['head_dim'], num_centers=(3, 2),
+                               window_size=4, num_iters=3, share_q=True, dispatch='coc').double()
+    paper.load_state_dict(sd, strict=True)
+    assert (paper(fx['input']) - fx['output']).abs().max().item() > 1e-3
+    with pytest.raises(ValueError, match='divisible'):
+        mixer(fx['input'][..., :11])
