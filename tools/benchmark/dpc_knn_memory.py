@@ -22,10 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 CHILD = r'''
-import json, math, sys, time
+import json, math, time
 import torch
 torch.set_num_threads(1)
-sys.path.insert(0, {repo!r})
 import importlib.util
 spec = importlib.util.spec_from_file_location('dpc_knn', {path!r})
 mod = importlib.util.module_from_spec(spec)
@@ -51,7 +50,7 @@ print(json.dumps(dict(time=dt, peak=status('VmHWM'), base=base)))
 
 
 def measure(h: int, w: int, c: int, form: str) -> dict:
-    code = CHILD.format(repo=str(REPO), path=str(REPO / 'mmcluster/models/layers/dpc_knn.py'), h=h, w=w, c=c,
+    code = CHILD.format(path=str(REPO / 'mmcluster/models/layers/dpc_knn.py'), h=h, w=w, c=c,
                         form=form)
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)

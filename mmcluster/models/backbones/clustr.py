@@ -1,6 +1,6 @@
 """ClusTR backbone (Xie et al., "ClusTR: Exploring Efficient Self-Attention via Clustering for Vision
-Transformers", arXiv 2208.13138). No official code exists; this follows the paper (Eqs. 1-9, Table A1) and the
-layout of REFERENCE section 5.2, which reproduces the published parameter counts:
+Transformers", arXiv 2208.13138; ``docs/clustr.md``). No official code exists; this follows the paper (Eqs. 1-9,
+Table A1) with the layout that reproduces the published parameter counts (derivation in ``docs/clustr.md``):
 
 * four stages; stage ``i`` starts with an overlapped patch embedding (``Conv2d`` 7x7 stride 4 padding 3 for the
   first stage, 3x3 stride 2 padding 1 after) followed by LayerNorm (paper: "we follow Shunted Transformer and
@@ -21,9 +21,16 @@ small     3 / 64 / 1 / {64,16}   5 / 128 / 2 / {16,4}   13 / 256 / 4 / {4,1}   2
 base      3 / 64 / 1 / {64,16}   5 / 128 / 2 / {16,4}   18 / 320 / 5 / {4,1}   3 / 512 / 8 / 1
 ========  =====================  =====================  =====================  ===============
 
-With a 1000-class linear head: 11.68M / 22.69M / 40.25M parameters (published 11.7M / 22.7M / 40.2M,
-40.3M in the abstract). Not stated in the paper and chosen here: MLP ratios (PVTv2), ``k = 5`` (TCFormer), the
-per-token weight predictor (see the attention module), distances scaled by ``1/sqrt(C)`` (TCFormer).
+With a 1000-class linear head: 11.68M / 22.69M / 40.25M parameters (published 11.7M / 22.7M / 40.2M, 40.3M in
+the abstract; the single-scale ablation model of Table 7, 10.8M, is ``arch=dict(..., ratios=[[64], [16], [4],
+[1]])``).
+
+Choices not stated in the paper (``docs/clustr.md``): MLP ratios (PVTv2), ``k = 5``, the per-token weight
+predictor ``exp(Linear(LN(z)))`` and distances scaled by ``1/sqrt(C)`` (TCFormer), full-width K/V per scale.
+Deviations from the paper's text, with their switches: nearest-centre assignment (``assign='parent'`` is the
+paper's nearest denser token), one clustering shared by all heads (``cluster_per_head=True`` clusters each
+head's keys), a normalised (softmax) merge (no switch, see the attention module), distances scaled by
+``1/sqrt(C)`` (``dist_scale=False`` is Eq. 1).
 """
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -33,6 +40,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, normal_init, trunc_normal_init
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmcluster.models.layers.clustering_attention import ClusteringAttention
 from mmcluster.registry import MODELS, register_module
@@ -96,6 +104,8 @@ class ClusTRBlock(nn.Module):
                  k: int = 5,
                  dist_scale: bool = True,
                  chunk_size: Optional[int] = None,
+                 assign: str = 'center',
+                 cluster_per_head: bool = False,
                  qkv_bias: bool = True,
                  drop: float = 0.,
                  attn_drop: float = 0.,
@@ -103,14 +113,15 @@ class ClusTRBlock(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims)
         self.attn = ClusteringAttention(embed_dims, num_heads, ratios, multiscale=multiscale, k=k,
-                                        dist_scale=dist_scale, chunk_size=chunk_size, qkv_bias=qkv_bias,
+                                        dist_scale=dist_scale, chunk_size=chunk_size, assign=assign,
+                                        cluster_per_head=cluster_per_head, qkv_bias=qkv_bias,
                                         attn_drop=attn_drop, proj_drop=drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims)
         self.mlp = ClusTRMlp(embed_dims, int(embed_dims * mlp_ratio), drop)
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.attn(self.norm1(x), hw))
         return x + self.drop_path(self.mlp(self.norm2(x), hw))
 
 
@@ -122,7 +133,8 @@ def _resolve_arch(arch: Union[str, Dict]) -> Dict:
                              f'(aliases {sorted(ARCH_ALIASES)}) or a dict with keys {_REQUIRED_KEYS}')
         return copy.deepcopy(ARCH_SETTINGS[name])
     if not isinstance(arch, dict):
-        raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        raise ValueError(f'ClusTR arch must be one of {sorted(ARCH_SETTINGS)} (aliases {sorted(ARCH_ALIASES)}) '
+                         f'or a dict with keys {_REQUIRED_KEYS}, got {type(arch).__name__} {arch!r}')
     missing = [key for key in _REQUIRED_KEYS if key not in arch]
     if missing:
         raise ValueError(f'Custom ClusTR arch is missing keys {missing}; required {_REQUIRED_KEYS}, '
@@ -153,14 +165,26 @@ class ClusTR(BaseModule):
         out_indices: stages whose (normalised) maps are returned; negative indices count from the end.
         multiscale: ``'sum'`` (paper Eq. 8) or ``'concat'`` (Eq. 7).
         k: DPC-kNN neighbours.
-        dist_scale: DPC-kNN distances divided by ``sqrt(C)``.
+        dist_scale: DPC-kNN distances divided by ``sqrt(C)`` (TCFormer) or not (paper Eq. 1).
         chunk_size: DPC-kNN rows per distance block (None: automatic, ~16 MiB blocks).
+        assign: ``'center'`` (nearest centre, TCFormer's code) or ``'parent'`` (nearest denser token, the
+            paper's text).
+        cluster_per_head: cluster each head's keys (paper Eq. 6 read literally) instead of the block input once
+            for all heads.
         qkv_bias: bias of the query / key-value projections.
         drop_rate: dropout after the attention projection and in the FFN.
         attn_drop_rate: attention-weight dropout.
         drop_path_rate: stochastic depth, increasing linearly over all blocks to this value.
-        init_cfg: mmengine init config (e.g. ``dict(type='Pretrained', checkpoint=...)``); default: truncated
-            normal (std 0.02) Linear, unit LayerNorm, fan-out normal Conv2d (PVTv2).
+        frozen_stages: stages ``0..frozen_stages`` (patch embedding, blocks and output norm of each) are frozen:
+            ``requires_grad=False`` and kept in eval mode, re-applied by ``train()``; -1 freezes nothing.
+        norm_eval: keep the normalisation layers in eval mode during training (mmdet's convention; ClusTR has
+            only LayerNorms, which behave the same in both modes, so this changes nothing but ``.training``).
+        init_cfg: mmengine init config (e.g. ``dict(type='Pretrained', checkpoint=...)``, how converted weights
+            are loaded); None (default): truncated normal (std 0.02) Linear, unit LayerNorm, fan-out normal
+            Conv2d (PVTv2's initialisation).
+
+    Cluster records: every clustered scale of every block records its assignment through
+    :class:`~mmcluster.models.layers.ClusteringAttention` (token grid = the stage map ``(h_i, w_i)``).
     """
 
     def __init__(self,
@@ -171,10 +195,14 @@ class ClusTR(BaseModule):
                  k: int = 5,
                  dist_scale: bool = True,
                  chunk_size: Optional[int] = None,
+                 assign: str = 'center',
+                 cluster_per_head: bool = False,
                  qkv_bias: bool = True,
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.1,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = _resolve_arch(arch)
@@ -191,6 +219,12 @@ class ClusTR(BaseModule):
                 raise ValueError(f'out_indices entry {i} is out of range for {self.num_stages} stages')
             out.append(i % self.num_stages)
         self.out_indices = tuple(out)
+        if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) or \
+                not -1 <= frozen_stages < self.num_stages:
+            raise ValueError(f'frozen_stages must be an int in [-1, {self.num_stages - 1}] (-1: nothing frozen), '
+                             f'got {frozen_stages!r}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
         self.embed_dims = dims
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.patch_embeds = nn.ModuleList()
@@ -205,11 +239,29 @@ class ClusTR(BaseModule):
                 nn.ModuleList(
                     ClusTRBlock(dims[i], heads[i], self.arch_settings['ratios'][i],
                                 self.arch_settings['mlp_ratios'][i], multiscale=multiscale, k=k,
-                                dist_scale=dist_scale, chunk_size=chunk_size, qkv_bias=qkv_bias,
+                                dist_scale=dist_scale, chunk_size=chunk_size, assign=assign,
+                                cluster_per_head=cluster_per_head, qkv_bias=qkv_bias,
                                 drop=drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[cur + j])
                     for j in range(depths[i])))
             self.norms.append(nn.LayerNorm(dims[i]))
             cur += depths[i]
+        self._freeze_stages()
+
+    def _freeze_stages(self) -> None:
+        for i in range(self.frozen_stages + 1):
+            for m in (self.patch_embeds[i], self.stages[i], self.norms[i]):
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'ClusTR':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, (_BatchNorm, nn.LayerNorm, nn.GroupNorm)):
+                    m.eval()
+        return self
 
     def init_weights(self) -> None:
         if self.init_cfg is not None:
