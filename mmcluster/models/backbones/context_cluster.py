@@ -1,8 +1,9 @@
 """Context Clusters (CoC) backbone for mmpretrain, mmdet and mmseg.
 
-Paper: Xu Ma et al., "Image as Set of Points", ICLR 2023. Official code: ma-xu/Context-Cluster (the
-state_dict names below follow its current HEAD naming so that converted checkpoints load strictly; see
-``tools/model_converters/coc2mmcluster.py`` for generation-1 checkpoints).
+Paper: Xu Ma et al., "Image as Set of Points", ICLR 2023 (Sec. 3.1, 3.3 and Appendix A, Table 6). Official
+code: github.com/ma-xu/Context-Cluster; the state_dict names below follow its current naming so that
+converted checkpoints load strictly (``tools/model_converters/coc2mmcluster.py``; key layouts of both
+release generations in ``docs/context_cluster.md``).
 
 Forward (paper Sec. 3.1 / 3.3):
 
@@ -23,13 +24,16 @@ token mixer handles maps that its fold does not divide with uneven regions (see
 :mod:`mmcluster.models.layers.context_cluster`); at sizes divisible by 32 (e.g. 224) it is exactly the
 official computation.
 """
+import os.path as osp
 from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_init
 
 from mmcluster.models.layers.context_cluster import NORM_BY, ContextClusterLayer
 from mmcluster.registry import MODELS, register_module
@@ -99,6 +103,19 @@ class ClusterBlock(nn.Module):
 class ContextCluster(BaseModule):
     """Context Clusters backbone ("Image as Set of Points", ICLR 2023).
 
+    Deviations from the official ``ContextCluster`` (each in ``docs/context_cluster.md`` with its switch):
+
+    * Token mixer aggregation ``norm_by``: the paper's Eq. 1 (``'sim'``) or the earlier official code
+      (``'mask'``), taken from a converted checkpoint's ``meta`` when ``norm_by=None`` (see ``init_weights``).
+    * Any input size: inputs not divisible by 4 are zero-padded before the stem (position ramp continued),
+      regions of stages whose size the fold does not divide are uneven (official: AssertionError). Sizes
+      divisible by 32 give the official computation; pad in the data preprocessor (``pad_size_divisor=32``)
+      to reproduce the published dense results exactly.
+    * Output norms exist only for ``out_indices`` (official: all four with ``fork_feat``, ``norm`` for the
+      classifier, which the converter renames to ``norm6``); the classifier head is mmpretrain's
+      ``GlobalAveragePooling`` + ``LinearClsHead`` (same function as the official GroupNorm - mean - Linear).
+    * No ``FORK_LAST3`` environment switch: choose ``out_indices`` instead.
+
     Args:
         arch: one of :attr:`arch_settings` (``'tiny'``, ``'tiny2'``, ``'tiny_plain'``, ``'small'``,
             ``'medium'``) or a dict with keys ``layers``, ``embed_dims``, ``mlp_ratios``, ``heads``,
@@ -112,18 +129,28 @@ class ContextCluster(BaseModule):
         proposal: override of the centres per side for every stage (int) or per stage (4-list), e.g. the
             dense variants ``2`` (/4), ``5`` (/25), ``7`` (/49).
         fold: override of the regions per side (int or 4-list).
-        norm_by: aggregation denominator of the token mixers, ``'sim'`` (paper Eq. 1, generation-2
-            checkpoints) or ``'mask'`` (generation-1 checkpoints, all official COCO / ADE20K ones).
+        norm_by: aggregation denominator of the token mixers, ``'sim'`` (paper Eq. 1; checkpoints trained
+            with the official code since 2023-05-31) or ``'mask'`` (earlier official code and its checkpoints,
+            e.g. all released COCO / ADE20K ones). ``None`` (default): ``'sim'``, unless the checkpoint of a
+            ``Pretrained`` ``init_cfg`` records another choice in its ``meta['norm_by']`` (the converter writes
+            it); an explicit value that contradicts the checkpoint's record raises ``ValueError``.
         mlp_drop: dropout in the MLPs.
         drop_path_rate: stochastic depth, linear in the global block index:
             ``rate * (j + sum(layers[:i])) / (sum(layers) - 1)`` for block j of stage i.
         layer_scale_init_value: LayerScale init.
-        frozen_stages: stages ``0..frozen_stages`` (and the stem, the reducers before them and their output
-            norms) are frozen and kept in eval mode; -1 freezes nothing.
+        frozen_stages: the stem and stages ``0..frozen_stages`` (with the reducers before them and their output
+            norms) are frozen: ``requires_grad=False`` and eval mode, re-applied by ``train()``; -1 freezes nothing.
+        norm_eval: keep every norm layer in eval mode during training. All norms of CoC are GroupNorm, which
+            has no running statistics, so this changes nothing numerically; it exists for the interface that
+            every mmcluster backbone shares.
         check_finite: if True, raise ValueError on non-finite input (costs one reduction over the input;
             off by default, NaN inputs then propagate to NaN outputs).
-        init_cfg: mmengine init config; default trunc-normal (std 0.02, bias 0) on Linear layers as the
-            official code, convolutions keep the PyTorch defaults.
+        init_cfg: ``None`` (default): the official initialisation, truncated normal (std 0.02, bias 0) on
+            Linear layers, PyTorch defaults for convolutions. ``dict(type='Pretrained', checkpoint=PATH,
+            prefix=None)``: a converted checkpoint (``tools/model_converters/coc2mmcluster.py``), read without
+            running pickled code, its ``meta['norm_by']`` applied, and loaded strictly except for output norms
+            the checkpoint lacks or the model does not have (listed in the log). Other init configs are
+            passed to mmengine.
     """
 
     arch_settings: Dict[str, dict] = {
@@ -145,27 +172,28 @@ class ContextCluster(BaseModule):
                  out_indices: Sequence[int] = (3, ),
                  proposal=None,
                  fold=None,
-                 norm_by: str = 'sim',
+                 norm_by: Optional[str] = None,
                  mlp_drop: float = 0.,
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 1e-5,
                  frozen_stages: int = -1,
+                 norm_eval: bool = False,
                  check_finite: bool = False,
-                 init_cfg: Optional[Union[dict, list]] = dict(
-                     type='TruncNormal', layer='Linear', std=.02, bias=0.)) -> None:
+                 init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
             if arch not in self.arch_settings:
-                raise KeyError(f'Unknown arch {arch!r}; valid: {list(self.arch_settings)} or a dict')
+                raise ValueError(f'Unknown ContextCluster arch {arch!r}; valid: {sorted(self.arch_settings)} '
+                                 f'or a dict with keys {list(ARCH_KEYS)}')
             arch = self.arch_settings[arch]
         elif isinstance(arch, dict):
             missing = [k for k in ARCH_KEYS if k not in arch]
             if missing:
-                raise KeyError(f'Custom arch misses keys {missing}; needs {list(ARCH_KEYS)}')
+                raise ValueError(f'Custom ContextCluster arch misses keys {missing}; needs {list(ARCH_KEYS)}')
         else:
             raise TypeError(f'arch must be a str or a dict, got {type(arch)}')
-        if norm_by not in NORM_BY:
-            raise ValueError(f'norm_by must be one of {NORM_BY}, got {norm_by!r}')
+        if norm_by is not None and norm_by not in NORM_BY:
+            raise ValueError(f'norm_by must be one of {NORM_BY} or None (from the checkpoint), got {norm_by!r}')
         cfg = {k: self._stages(arch[k], k) for k in ARCH_KEYS}
         if proposal is not None:
             cfg['proposal'] = self._stages(proposal, 'proposal')
@@ -182,7 +210,10 @@ class ContextCluster(BaseModule):
             out_indices[i] = idx % 4
         self.out_indices = tuple(out_indices)
         self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
         self.check_finite = check_finite
+        self.requested_norm_by = norm_by
+        self.norm_by = norm_by or 'sim'
 
         dims = cfg['embed_dims']
         self.patch_embed = PointReducer(in_channels + 2, dims[0], 4, 4, 0)
@@ -195,7 +226,7 @@ class ContextCluster(BaseModule):
                 dpr = drop_path_rate * k / (total - 1) if total > 1 else 0.
                 blocks.append(
                     ClusterBlock(dims[i], cfg['mlp_ratios'][i], cfg['heads'][i], cfg['head_dim'][i],
-                                 cfg['proposal'][i], cfg['fold'][i], norm_by, mlp_drop, dpr,
+                                 cfg['proposal'][i], cfg['fold'][i], self.norm_by, mlp_drop, dpr,
                                  layer_scale_init_value))
                 k += 1
             network.append(nn.Sequential(*blocks))
@@ -215,6 +246,74 @@ class ContextCluster(BaseModule):
             raise ValueError(f'{name} must be a single value or have 4 entries (one per stage), got {value!r}')
         return value
 
+    # ------------------------------------------------------------------ aggregation choice
+    def set_norm_by(self, norm_by: str) -> None:
+        """Set the aggregation denominator of every token mixer (``'sim'`` or ``'mask'``)."""
+        if norm_by not in NORM_BY:
+            raise ValueError(f'norm_by must be one of {NORM_BY}, got {norm_by!r}')
+        self.norm_by = norm_by
+        for m in self.modules():
+            if isinstance(m, ContextClusterLayer):
+                m.norm_by = norm_by
+
+    def apply_checkpoint_meta(self, meta: Optional[dict], source: str = 'checkpoint') -> None:
+        """Take ``meta['norm_by']`` of a converted checkpoint (a conflicting explicit ``norm_by`` raises)."""
+        recorded = (meta or {}).get('norm_by')
+        if recorded is None:
+            return
+        if recorded not in NORM_BY:
+            raise ValueError(f'{source}: meta norm_by={recorded!r} is not one of {NORM_BY}')
+        if self.requested_norm_by is not None and self.requested_norm_by != recorded:
+            raise ValueError(
+                f'ContextCluster(norm_by={self.requested_norm_by!r}) contradicts {source}, whose meta records '
+                f'norm_by={recorded!r} (the aggregation it was trained with); set norm_by=None to follow the '
+                'checkpoint, or re-convert it with the intended --norm-by')
+        self.set_norm_by(recorded)
+
+    # ------------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        cfg = self.init_cfg
+        if cfg is None:
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_init(m, std=.02, bias=0.)
+            return
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'),
+                                 map_location=cfg.get('map_location', 'cpu'))
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None, map_location='cpu') -> None:
+        """Load a converted checkpoint (see ``init_cfg``); local files never run pickled code."""
+        from mmcluster.utils.checkpoint import (check_state_dict, load_checkpoint_safely, pick_state_dict,
+                                                strip_prefix)
+        if osp.isfile(checkpoint):
+            ckpt = load_checkpoint_safely(checkpoint, map_location=map_location)
+        else:  # URLs and other mmengine backends (torch.load with weights_only)
+            from mmengine.runner import CheckpointLoader
+            ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
+        self.apply_checkpoint_meta(ckpt.get('meta') if isinstance(ckpt, dict) else None, checkpoint)
+        state_dict = pick_state_dict(ckpt)
+        if prefix:
+            state_dict, _ = strip_prefix(state_dict, prefix if prefix.endswith('.') else prefix + '.')
+        report = check_state_dict(state_dict, self)
+
+        def output_norm(key):
+            return key.split('.', 1)[0] in ('norm0', 'norm2', 'norm4', 'norm6')
+
+        other = ([k for k in report.missing + report.unexpected if not output_norm(k)] + report.mismatched)
+        if other:
+            raise ValueError(f'{checkpoint} does not match ContextCluster({self.arch}):\n{report}')
+        for k in report.unexpected:
+            state_dict.pop(k)
+        self.load_state_dict(state_dict, strict=not report.missing)
+        skipped = sorted({k.split('.')[0] for k in report.missing + report.unexpected})
+        print_log(f'ContextCluster: loaded {checkpoint} (norm_by={self.norm_by!r})' +
+                  (f'; output norms not in both: {skipped}' if skipped else ''), logger='current')
+
+    # ------------------------------------------------------------------ forward
     @staticmethod
     def position_channels(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """``[B, 2, Hx, Wx]`` positions ``i/(height-1) - 0.5`` / ``j/(width-1) - 0.5`` on the grid of ``x``.
@@ -271,4 +370,8 @@ class ContextCluster(BaseModule):
     def train(self, mode: bool = True):
         super().train(mode)
         self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._NormBase) or isinstance(m, (nn.GroupNorm, nn.LayerNorm)):
+                    m.eval()
         return self

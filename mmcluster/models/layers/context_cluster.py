@@ -1,6 +1,7 @@
 """Context-cluster token mixer of Context Clusters (CoC).
 
-Paper: Xu Ma et al., "Image as Set of Points", ICLR 2023 (Context Clusters), Sec. 3.2.
+Paper: Xu Ma et al., "Image as Set of Points", ICLR 2023, Sec. 3.2 (Eq. 1-2) and Sec. 3.3 (region partition).
+The symbols below are those of ``docs/context_cluster.md``, which also lists every deviation and its switch.
 
 For one head and one region holding the points ``n = 1..N`` (features ``x_n``), the layer computes
 
@@ -13,8 +14,8 @@ For one head and one region holding the points ``n = 1..N`` (features ``x_n``), 
   (init 0) shared by all heads;
 * hard assignment ``a_mn = 1[m = argmax_m' s_m'n]`` and ``s^_mn = s_mn * a_mn``;
 * aggregation (paper Eq. 1) ``g_m = (v^c_m + sum_n s^_mn v_n) / (1 + sum_n s^_mn)``  (``norm_by='sim'``),
-  or with the denominator ``1 + sum_n a_mn`` of the original code and of all generation-1 checkpoints
-  (``norm_by='mask'``);
+  or with the denominator ``1 + sum_n a_mn`` of the official code before 2023-05-31, with which the first
+  released checkpoints were trained (``norm_by='mask'``);
 * dispatch (paper Eq. 2, before its FC) ``y_n = sum_m s^_mn g_m``;
 
 then merges regions and heads (heads are contiguous channel blocks) and applies the FC ``W_proj`` (1x1 conv).
@@ -38,14 +39,18 @@ partitions only when both folds are > 1; the two agree for the square folds of a
 
 Implementation: the 1x1 convolutions ``f``, ``v``, ``proj`` (kept as ``nn.Conv2d`` so that official
 state_dicts load unchanged) are applied as linear maps on channels-last points that are first gathered into
-the region layout; centres are one matrix product with the (cached) pooling weights.
+the region layout; centres are one matrix product with the pooling weights. The region layout (index and
+pooling tensors) is cached per (size, fold, proposal, device); it is always built outside inference mode, so
+a first call under :func:`torch.inference_mode` does not poison later training steps at the same size.
 """
 from functools import lru_cache
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from mmcluster.models.utils.cluster_record import ClusterRecorder
 
 IntPair = Union[int, Sequence[int]]
 
@@ -86,15 +91,22 @@ def _side_pool(sizes: torch.Tensor, p: int, lmax: int) -> torch.Tensor:
     return inside.double() / (end - start)[..., None].double()
 
 
-@lru_cache(maxsize=128)
 def _layout(h: int, w: int, fold: Tuple[int, int], proposal: Tuple[int, int], device: torch.device):
     """Gather/scatter indices, validity mask and pooling matrices of the (possibly uneven) regions.
 
-    Returns ``(gather, scatter, valid, pool, n_regions, lmax)``: ``gather [R*L]`` flat map positions of the
+    Returns ``(gather, scatter, valid, pool, (f_h, f_w), lmax)``: ``gather [R*L]`` flat map positions of the
     region slots (clamped for invalid slots), ``scatter [h*w]`` slot of every map position, ``valid [R, L]``
     bool (``None`` when all regions have the same size), ``pool [R or 1, M, L]`` float64 (rows sum to 1),
-    with ``L = lmax`` the slots per region and M = p_h * p_w centres per region (row-major).
+    with ``R = f_h * f_w`` regions, ``L = lmax`` slots per region and ``M = p_h * p_w`` centres per region
+    (row-major). Cached tensors are shared by every later call: they are created as normal tensors even when
+    the first call runs under ``torch.inference_mode()`` (inference tensors cannot be saved for backward).
     """
+    with torch.inference_mode(False), torch.no_grad():
+        return _build_layout(h, w, fold, proposal, device)
+
+
+@lru_cache(maxsize=128)
+def _build_layout(h: int, w: int, fold: Tuple[int, int], proposal: Tuple[int, int], device: torch.device):
     rb, cb = split_bounds(h, fold[0]), split_bounds(w, fold[1])
     rh, rw = rb[1:] - rb[:-1], cb[1:] - cb[:-1]  # region heights [fh], widths [fw]
     fh, fw = len(rh), len(rw)
@@ -123,11 +135,33 @@ def _layout(h: int, w: int, fold: Tuple[int, int], proposal: Tuple[int, int], de
     if uniform:
         pool = pool[:1]
     return (gather.to(device), scatter.to(device), None if uniform else valid.to(device), pool.to(device),
-            fh * fw, lmax)
+            (fh, fw), lmax)
 
 
-class ContextClusterLayer(nn.Module):
-    """Context-cluster token mixer (CoC, ICLR 2023, Eq. 1-2), for any map size.
+class ContextClusterLayer(nn.Module, ClusterRecorder):
+    """Context-cluster token mixer (CoC, ICLR 2023, Sec. 3.2, Eq. 1-2), for any map size.
+
+    Parameters are named as in the official code (``f``, ``v``, ``proj`` 1x1 convs; ``sim_alpha``,
+    ``sim_beta`` of shape ``[1]``), so its state dicts load unchanged.
+
+    Deviations from the official ``Cluster`` module (``docs/context_cluster.md`` lists them with their switches):
+
+    * ``norm_by='sim'`` (default) is the paper's Eq. 1 and the official code since 2023-05-31;
+      ``norm_by='mask'`` restores the ``1 + sum a`` denominator of the earlier code and checkpoints.
+    * Sizes not divisible by the fold get uneven regions (the official code raises an AssertionError); a side
+      shorter than its fold gets one region per row/column. At divisible sizes the result is the official one.
+    * Each side is partitioned on its own (official: only when both folds are > 1); identical for the square
+      folds of every official variant.
+    * ``proposal`` / ``fold`` are ``(h, w)`` pairs; the official ``proposal_w`` / ``fold_w`` act on the height
+      axis (its tensors are named ``[b, c, w, h]``), i.e. they are our first entries.
+    * Ties of the arg-max assignment go to the lowest centre index (the official ``max`` leaves them
+      unspecified); they do not occur outside constructed inputs.
+
+    Cluster records (:mod:`mmcluster.models.utils.cluster_record`): inside ``recording_clusters`` every
+    forward records a ``'hard'`` assignment ``[B, E, H*W]`` on the layer's ``H x W`` grid: for every head and
+    point the global id ``region * M + m`` of its centre, regions numbered row-major over the ``f_h x f_w``
+    grid actually used and centres row-major over ``p_h x p_w`` within a region; ``num_clusters = R * M``,
+    ``meta = {'regions': (f_h, f_w), 'proposal': (p_h, p_w)}``.
 
     Args:
         dim: input / output channels C.
@@ -136,12 +170,8 @@ class ContextClusterLayer(nn.Module):
         proposal: centres per region per side ``p`` or ``(p_h, p_w)`` (``M = p_h * p_w``).
         fold: regions per side ``f`` or ``(f_h, f_w)``; ``1`` = no partition. Non-divisible maps get uneven
             regions (see the module docstring); a side shorter than its fold gets one region per row/column.
-        norm_by: aggregation denominator, ``'sim'`` -> ``1 + sum s^`` (paper Eq. 1, generation-2 checkpoints),
-            ``'mask'`` -> ``1 + sum a`` (original code, generation-1 checkpoints).
-        keep_assign: if True, every forward stores the assignment in ``self.last_assign`` (see ``forward``).
-
-    Parameters are named as in the official HEAD code: ``f``, ``v``, ``proj`` (1x1 convs), ``sim_alpha``,
-    ``sim_beta`` (shape ``[1]``).
+        norm_by: aggregation denominator, ``'sim'`` -> ``1 + sum s^`` (paper Eq. 1), ``'mask'`` -> ``1 + sum a``
+            (official code before 2023-05-31).
     """
 
     def __init__(self,
@@ -150,8 +180,7 @@ class ContextClusterLayer(nn.Module):
                  head_dim: int = 24,
                  proposal: IntPair = 2,
                  fold: IntPair = 2,
-                 norm_by: str = 'sim',
-                 keep_assign: bool = False) -> None:
+                 norm_by: str = 'sim') -> None:
         super().__init__()
         if norm_by not in NORM_BY:
             raise ValueError(f'norm_by must be one of {NORM_BY}, got {norm_by!r}')
@@ -161,8 +190,6 @@ class ContextClusterLayer(nn.Module):
         self.proposal = _pair(proposal, 'proposal')
         self.fold = _pair(fold, 'fold')
         self.norm_by = norm_by
-        self.keep_assign = keep_assign
-        self.last_assign: Optional[torch.Tensor] = None
         inner = heads * head_dim
         self.f = nn.Conv2d(dim, inner, 1)
         self.v = nn.Conv2d(dim, inner, 1)
@@ -174,16 +201,14 @@ class ContextClusterLayer(nn.Module):
         return (f'dim={self.dim}, heads={self.heads}, head_dim={self.head_dim}, proposal={self.proposal}, '
                 f'fold={self.fold}, norm_by={self.norm_by!r}')
 
-    def forward(self, x: torch.Tensor, return_assign: bool = False):
-        """``x [B, C, H, W]`` -> ``[B, C, H, W]``.
-
-        With ``return_assign=True`` also returns the assignment ``[B, E, H, W]`` (int64): for every head and
-        point, the global id ``region * M + m`` of its centre, regions numbered row-major over the
-        ``f_h x f_w`` grid actually used and centres row-major over ``p_h x p_w`` within a region.
-        """
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, C, H, W]`` -> ``[B, C, H, W]``."""
+        if self.norm_by not in NORM_BY:  # the attribute is set from checkpoints' meta; fail loudly
+            raise ValueError(f'norm_by must be one of {NORM_BY}, got {self.norm_by!r}')
         B, C, H, W = x.shape
         E, d = self.heads, self.head_dim
-        gather, scatter, valid, pool, R, L = _layout(H, W, self.fold, self.proposal, x.device)
+        gather, scatter, valid, pool, (fh, fw), L = _layout(H, W, self.fold, self.proposal, x.device)
+        R = fh * fw
         M = pool.shape[1]
         N = H * W
         regions = not (R == 1 and L == N)  # False: one region, the gather is the identity
@@ -220,15 +245,12 @@ class ContextClusterLayer(nn.Module):
             out = out[:, scatter]
         out = out.transpose(1, 2).reshape(B, C, H, W)
 
-        if return_assign or self.keep_assign:
+        if self.is_recording_clusters:
             with torch.no_grad():
                 gid = idx.view(B, E, R, L) + torch.arange(R, device=idx.device).view(1, 1, R, 1) * M
                 gid = gid.view(B, E, R * L)
                 if regions:
                     gid = gid[:, :, scatter]
-                assign = gid.view(B, E, H, W)
-            if self.keep_assign:
-                self.last_assign = assign
-            if return_assign:
-                return out, assign
+            self.record_clusters(gid, (H, W), R * M, kind='hard',
+                                 meta={'regions': (fh, fw), 'proposal': self.proposal})
         return out

@@ -1,11 +1,14 @@
-"""ContextClusterLayer against a slow reference written from the paper's equations (ICLR 2023, Eq. 1-2)."""
+"""ContextClusterLayer against a slow reference written from the paper's equations (ICLR 2023, Sec. 3.2, Eq. 1-2)
+and the region rule of docs/context_cluster.md; the official code's outputs are compared in
+tests/test_tools/test_coc2mmcluster.py (stored fixture)."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmcluster.models.layers.context_cluster import ContextClusterLayer
+from mmcluster.models.layers.context_cluster import ContextClusterLayer, _build_layout
+from mmcluster.models.utils.cluster_record import recording_clusters
 
 
 def _bounds(size, fold):
@@ -85,10 +88,15 @@ def test_matches_slow_reference(norm_by, size, fold, proposal):
     layer = _layer(dim=5, heads=2, head_dim=3, proposal=proposal, fold=fold, norm_by=norm_by)
     torch.manual_seed(1)
     x = torch.randn(2, 5, *size, dtype=torch.float64)
-    out, assign = layer(x, return_assign=True)
+    with recording_clusters(layer) as records:
+        out = layer(x)
     ref, ref_assign = slow_reference(layer, x, norm_by)
     assert out.shape == x.shape
-    assert torch.equal(assign, ref_assign)
+    (rec, ) = records
+    assert rec.kind == 'hard' and rec.spatial_shape == size
+    regions = min(layer.fold[0], size[0]) * min(layer.fold[1], size[1])
+    assert rec.num_clusters == regions * layer.proposal[0] * layer.proposal[1]
+    assert torch.equal(rec.labels(), ref_assign)  # [B, E, H, W] global centre ids
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
 
 
@@ -112,13 +120,34 @@ def test_regions_do_not_interact():
     assert diff[3:, :].abs().max() == 0 and diff[:, 4:].abs().max() == 0
 
 
-def test_keep_assign_attribute():
+def test_records_only_when_asked():
     layer = _layer(dim=4, heads=2, head_dim=2, fold=2, proposal=2)
-    layer.keep_assign = True
     x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
-    out, assign = layer(x, return_assign=True)
-    assert torch.equal(layer.last_assign, assign)
-    assert assign.shape == (1, 2, 5, 5) and assign.min() >= 0 and assign.max() < 4 * 4
+    with recording_clusters(layer) as records:
+        out = layer(x)
+    torch.testing.assert_close(layer(x), out, rtol=0, atol=0)  # recording changes nothing
+    (rec, ) = records
+    assert rec.assignment.shape == (1, 2, 25) and rec.meta == {'regions': (2, 2), 'proposal': (2, 2)}
+    assert rec.name == '' and rec.num_clusters == 16
+    layer(x)
+    assert len(records) == 1  # nothing recorded outside the block
+    assert not hasattr(layer, 'keep_assign') and not hasattr(layer, 'last_assign')
+
+
+def test_first_call_under_inference_mode_then_training_step():
+    """The cached region layout must not be an inference tensor (a later backward would fail)."""
+    _build_layout.cache_clear()
+    torch.manual_seed(0)
+    layer = ContextClusterLayer(dim=6, heads=2, head_dim=3, proposal=2, fold=2)
+    x = torch.randn(2, 6, 9, 7)  # uneven regions: the cached layout has a validity mask and per-region pools
+    with torch.inference_mode():
+        ref = layer(x)
+    layer.train()
+    xg = x.clone().requires_grad_(True)
+    out = layer(xg)
+    out.square().sum().backward()  # "Inference tensors cannot be saved for backward" before the fix
+    assert xg.grad is not None and layer.f.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(out.detach(), ref)
 
 
 def test_gradients_reach_all_parameters():
