@@ -35,7 +35,7 @@ import pickle
 import re
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 import torch
