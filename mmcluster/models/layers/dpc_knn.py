@@ -64,7 +64,7 @@ Memory: no ``N x N`` matrix is materialised. Pass 1 computes distance rows in bl
 the ``k' = max(k, 16)`` nearest candidates per row. The nearest denser token is usually among them: if any kept
 neighbour is denser, the nearest kept denser one is the nearest denser token (every token closer than the
 ``k'``-th neighbour is kept). Only rows without a denser kept neighbour (local density peaks, a few percent)
-get a second, full-row pass. The assignment to the ``M`` centres is chunked ``[B, chunk, M]``. The default chunk
+get a second, full-row pass (all samples of the batch in the same blocks, no per-sample loop). The assignment to the ``M`` centres is chunked ``[B, chunk, M]``. The default chunk
 keeps one block at about ``2**22`` elements (16 MiB in float32), see :func:`default_chunk_size`.
 :func:`dpc_knn_dense` is the plain dense ``N x N`` form (same maths and tie rules, no exact recomputation).
 
@@ -229,22 +229,29 @@ def _scores(x: torch.Tensor, k: int, valid: Optional[torch.Tensor], dist_scale: 
     densest = order[:, :1]  # [B, 1]
     need.scatter_(1, densest, False)
     parent.scatter_(1, densest, N)
-    # pass 2b: full rows for the tokens without a denser kept neighbour (local density peaks)
-    chunk_b = chunk_size or default_chunk_size(1, N, N)
-    t = min(_NUM_CENTER_CAND, N)
-    for b in range(B):
-        rows = need[b].nonzero().squeeze(1)
-        for r0 in range(0, rows.numel(), chunk_b):
-            rr = rows[r0:r0 + chunk_b]
-            d2 = _sq_dist(xc[b:b + 1, rr], sq[b:b + 1, rr], xc[b:b + 1], sq[b:b + 1])[0]
-            d2.masked_fill_(rank[b].unsqueeze(0) >= rank[b, rr].unsqueeze(1), inf)
+    # pass 2b: full rows for the tokens without a denser kept neighbour (local density peaks), all samples at
+    # once: each sample's rows that need it come first in ``rows [B, R]``; padding rows (other tokens, so the
+    # indices of a sample stay distinct) are computed and written back unchanged
+    counts = need.sum(dim=1)
+    num_rows = int(counts.max())
+    if num_rows > 0:
+        rows = torch.sort((~need).to(torch.uint8), dim=1, stable=True).indices[:, :num_rows]
+        live = torch.arange(num_rows, device=dev).unsqueeze(0) < counts.unsqueeze(1)
+        chunk_b = chunk_size or default_chunk_size(B, num_rows, N)
+        t = min(_NUM_CENTER_CAND, N)
+        for r0 in range(0, num_rows, chunk_b):
+            rr = rows[:, r0:r0 + chunk_b]
+            d2 = _sq_dist(_gather_rows(xc, rr), torch.gather(sq, 1, rr), xc, sq)  # [B, r, N]
+            d2.masked_fill_(rank.unsqueeze(1) >= torch.gather(rank, 1, rr).unsqueeze(2), inf)
             fast, cand = torch.topk(d2, t, dim=-1, largest=False, sorted=False)
             del d2
-            ex = _exact_d2(xw[b:b + 1, rr], xw[b:b + 1], cand.unsqueeze(0))[0]
+            ex = _exact_d2(_gather_rows(xw, rr), xw, cand)
             ex.masked_fill_(torch.isinf(fast), inf)  # fewer than t denser tokens
             best = ex.min(dim=-1, keepdim=True).values
-            delta2[b, rr] = best[:, 0]
-            parent[b, rr] = torch.where(ex == best, cand, N).min(dim=-1).values
+            par = torch.where(ex == best, cand, N).min(dim=-1).values
+            lv = live[:, r0:r0 + chunk_b]
+            delta2.scatter_(1, rr, torch.where(lv, best[..., 0], torch.gather(delta2, 1, rr)))
+            parent.scatter_(1, rr, torch.where(lv, par, torch.gather(parent, 1, rr)))
     log_gamma = log_rho + 0.5 * torch.log(delta2 * inv_c)
     log_gamma.scatter_(1, densest, inf)
     if valid is not None:
