@@ -1,4 +1,8 @@
 from .hcformer_head import HCFormerHead, unpack_hc_features
 from .hcformer_seg_head import HCFCNHead, HCFormerSegHead
+from .kmax_head import KMaXFusionHead, KMaXHead
+from .kmax_seg_head import KMaXSegHead
 
-__all__ = ['HCFormerHead', 'HCFormerSegHead', 'HCFCNHead', 'unpack_hc_features']
+__all__ = ['HCFormerHead', 'HCFormerSegHead', 'HCFCNHead', 'unpack_hc_features',
+           'KMaXHead', 'KMaXFusionHead', 'KMaXSegHead'
+]
