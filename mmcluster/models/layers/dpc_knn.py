@@ -81,6 +81,8 @@ _NUM_KEEP = 16
 _NUM_CENTER_CAND = 4
 # Elements of one distance block with the default chunk size.
 _CHUNK_ELEMS = 2**22
+# Elements of one block of the exact recomputation (gathered features; about 1 MiB in float32).
+_EXACT_ELEMS = 2**18
 
 ASSIGN_MODES = ('center', 'parent')
 
@@ -164,12 +166,22 @@ def _sq_dist(xr: torch.Tensor, sqr: torch.Tensor, xs: torch.Tensor, sq: torch.Te
 
 
 def _exact_d2(xr: torch.Tensor, xs: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-    """Exact ``sum_c (x_r - x_j)^2`` for rows ``xr [B, R, C]`` and candidates ``cand [B, R, T]`` into ``xs``."""
+    """Exact ``sum_c (x_r - x_j)^2`` for rows ``xr [B, R, C]`` and candidates ``cand [B, R, T]`` into ``xs``.
+
+    Memory-bound (gather, subtract, square, sum), so it runs in row blocks of about ``_EXACT_ELEMS`` elements
+    (cache-sized) with in-place arithmetic; each value is the same sum in the same order whatever the block.
+    """
     B, R, T = cand.shape
     C = xs.shape[-1]
-    xj = torch.gather(xs, 1, cand.reshape(B, R * T, 1).expand(B, R * T, C)).view(B, R, T, C)
-    diff = xj - xr.unsqueeze(2)
-    return (diff * diff).sum(dim=-1)
+    out = torch.empty(B, R, T, device=xs.device, dtype=xs.dtype)
+    step = max(1, _EXACT_ELEMS // max(1, B * T * C))
+    for r0 in range(0, R, step):
+        c = cand[:, r0:r0 + step]
+        r = c.shape[1]
+        xj = torch.gather(xs, 1, c.reshape(B, r * T, 1).expand(B, r * T, C)).view(B, r, T, C)
+        xj.sub_(xr[:, r0:r0 + step].unsqueeze(2)).square_()
+        out[:, r0:r0 + step] = xj.sum(dim=-1)
+    return out
 
 
 def _gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -228,7 +228,7 @@ def loop_dpc(x, M, k=5, assign='center'):
     return idx_all, cen_all
 
 
-def test_larger_n_against_loop_reference_and_chunk_invariance():
+def test_larger_n_against_loop_reference_and_chunk_invariance(monkeypatch):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 300, 16, generator=g, dtype=torch.float64)
     for assign in ASSIGN:
@@ -237,12 +237,15 @@ def test_larger_n_against_loop_reference_and_chunk_invariance():
                 [dpc_knn_dense(x, 40, assign=assign)]:
             np.testing.assert_array_equal(out[1].numpy(), ref_cen)
             np.testing.assert_array_equal(out[0].numpy(), ref_idx)
-    # float32: the chunk size does not change the result
+    # float32: neither the chunk size nor the block size of the exact recomputation changes the result
     x32 = x.float()
     first = dpc_knn(x32, 40)
     for chunk in (1, 17, 64, 299, 300, 1000):
         out = dpc_knn(x32, 40, chunk_size=chunk)
         assert torch.equal(out[0], first[0]) and torch.equal(out[1], first[1]), chunk
+    monkeypatch.setattr(dpc_mod, '_EXACT_ELEMS', 1000)  # a few rows per block
+    out = dpc_knn(x32, 40)
+    assert torch.equal(out[0], first[0]) and torch.equal(out[1], first[1])
 
 
 def test_never_materialises_n_by_n(monkeypatch):
