@@ -91,6 +91,8 @@ class ClusterFormer(BaseModule):
         dispatch: ``'soft'`` (Eq. 6), ``'hard'`` (supp. Algorithm 2) or ``'coc'`` (released); default
             ``'coc'`` if ``compat`` else ``'soft'``.
         norm_by: denominator of the ``'coc'`` dispatch (``'mask'`` released, ``'sim'``).
+        update: centre-update strategy (paper Table 6c): ``'rca'`` (recurrent cross-attention, default),
+            ``'kmeans'``, ``'cross_attn'`` (vanilla), ``'cosine'``; same parameters for all.
         compat: reproduce the released layer exactly (raw-reshape windows, see
             :mod:`mmcluster.models.layers.clusterformer_mixer`).
         mlp_drop: dropout in the MLPs.
@@ -126,6 +128,7 @@ class ClusterFormer(BaseModule):
                  share_q: Optional[bool] = None,
                  dispatch: Optional[str] = None,
                  norm_by: str = 'mask',
+                 update: str = 'rca',
                  compat: bool = False,
                  mlp_drop: float = 0.,
                  drop_path_rate: float = 0.,
@@ -176,7 +179,7 @@ class ClusterFormer(BaseModule):
                     heads=cfg['heads'][i], head_dim=cfg['head_dim'][i], num_centers=cfg['num_centers'][i],
                     window_size=cfg['window_size'][i], windows=cfg['windows'][i], num_iters=cfg['num_iters'],
                     residual=residual, temperature=temperature, center_ffn=center_ffn, share_q=share_q,
-                    dispatch=dispatch, norm_by=norm_by, compat=compat))
+                    dispatch=dispatch, norm_by=norm_by, update=update, compat=compat))
                 k += 1
             network.append(nn.Sequential(*blocks))
             if i < 3:

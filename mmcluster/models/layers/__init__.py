@@ -13,6 +13,7 @@ from .kmeans_cross_attention import KMeansCrossAttentionLayer
 from .clusterformer_clustering import RecurrentCrossAttentionClustering
 from .clusterformer_dispatch import FeatureDispatch
 from .clusterformer_mixer import ClusterFormerMixer
+from .clusterformer_cross_attention import RecurrentClusteringCrossAttention
 
 __all__ = [
     'ContextClusterLayer', 'ClusteringAttention', 'dpc_knn', 'dpc_knn_multi', 'dpc_knn_dense', 'merge_tokens',
@@ -22,4 +23,5 @@ __all__ = [
     'KMaXAxialAttention', 'KMaXAxialAttention2D', 'KMaXRelativePositionalEncoding', 'KMaXBlock', 'KMaXBlockGroup',
     'KMaXLayerNorm2d', 'KMaXResizedFuse', 'KMaXSemanticPredictor',
     'RecurrentCrossAttentionClustering', 'FeatureDispatch', 'ClusterFormerMixer',
+    'RecurrentClusteringCrossAttention',
 ]

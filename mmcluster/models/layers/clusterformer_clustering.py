@@ -23,6 +23,16 @@ For features ``F`` (tokens ``[B, N, C_in]``, optionally on a grid ``H x W``) and
   ``H x W`` grid (``C_in == embed_dims`` needed) and, with ``center_ffn=True``, ``c^(0) <- FFN(c^(0))`` with the
   paper's two FC layers and a GELU (Eq. 5; the released code has no FFN).
 
+Centre-update ablations (paper Table 6c, supplementary Table S1c; ``update``), all with the same parameters
+and the same M-step:
+
+* ``'rca'`` (default): the E-step above (softmax over the clusters, Eq. 2-3);
+* ``'kmeans'``: k-means assignment ``Gamma = onehot(argmax over the clusters of Q K^T)`` (kMaX-DeepLab Eq. 4,
+  no gradient through the assignment). kMaX's own ``KMeansCrossAttentionLayer`` is a whole decoder layer
+  (mask predictor, batch norms, class head), not a centre-update rule, so only its E-step is used here;
+* ``'cross_attn'``: vanilla cross-attention, softmax over the **tokens** (Eq. 1);
+* ``'cosine'``: softmax over the clusters of the cosine similarity of ``Q`` and ``K`` (times ``1/tau``).
+
 Heads: with ``share_q=True`` ``W_Q`` is one ``head_dim x head_dim`` map shared by all heads (the released
 code's ``conv_c``, a 1x1 conv applied to the heads folded into the batch); otherwise ``W_Q`` is a full
 ``embed_dims x E*head_dim`` map (Algorithm 1's ``nn.Linear``).
@@ -47,7 +57,10 @@ from torch import Tensor
 
 from mmcluster.models.utils.cluster_record import ClusterRecorder
 
-__all__ = ['RecurrentCrossAttentionClustering']
+__all__ = ['RecurrentCrossAttentionClustering', 'CENTRE_UPDATES']
+
+#: centre-update strategies of the paper's ablation (Table 6c / supplementary Table S1c)
+CENTRE_UPDATES = ('rca', 'kmeans', 'cross_attn', 'cosine')
 
 IntPair = Union[int, Sequence[int]]
 
@@ -79,6 +92,9 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
         share_q: one ``head_dim x head_dim`` query map shared by the heads (released ``conv_c``); needs
             ``embed_dims / E == head_dim``.
         raw_reshape: reproduce the released code's memory reshapes of the centres (see the module docstring).
+        mass_norm: divide each centre's M-step sum by its responsibility mass ``sum_n Gamma_mn`` (+1e-6), i.e. a
+            soft k-means mean instead of the unnormalised sum of Algorithm 1 (not in the paper; off by default).
+        update: centre-update strategy, one of :data:`CENTRE_UPDATES` (see the module docstring).
         bias: biases of the projections.
 
     Deviations from the paper and the released code are listed in ``docs/clusterformer.md``.
@@ -97,10 +113,14 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
                  ffn_ratio: float = 4.,
                  share_q: bool = False,
                  raw_reshape: bool = False,
+                 mass_norm: bool = False,
+                 update: str = 'rca',
                  bias: bool = True) -> None:
         super().__init__()
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
+        if update not in CENTRE_UPDATES:
+            raise ValueError(f'update must be one of {CENTRE_UPDATES}, got {update!r}')
         if num_iters < 0:
             raise ValueError(f'num_iters must be >= 0, got {num_iters}')
         if temperature is not None and temperature <= 0:
@@ -116,6 +136,8 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
         self.num_centers = _pair(num_centers)
         self.share_q = share_q
         self.raw_reshape = raw_reshape
+        self.mass_norm = mass_norm
+        self.update = update
         qk = num_heads * self.head_dim
         if share_q:
             if self.value_dim != self.head_dim:
@@ -160,8 +182,10 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
     def apply_center_ffn(self, centres: Tensor) -> Tensor:
         return centres if self.center_ffn is None else self.center_ffn(centres)
 
-    def _queries(self, c: Tensor) -> Tensor:
-        """Centres ``[b, E, M, dv]`` -> queries ``[b, E, M, dq]`` with the shared ``W_Q``."""
+    def _queries(self, c: Tensor, pos: Optional[Tensor] = None) -> Tensor:
+        """Centres ``[b, E, M, dv]`` (+ positions) -> queries ``[b, E, M, dq]`` with the shared ``W_Q``."""
+        if pos is not None:
+            c = c + pos
         b, E, M, dv = c.shape
         if self.share_q:
             q = self.q_proj(c)
@@ -178,7 +202,9 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
                 valid: Optional[Tensor] = None,
                 spatial_shape: Optional[Sequence[int]] = None,
                 to_grid: Optional[Callable[[Tensor], Tensor]] = None,
-                record_meta: Optional[dict] = None) -> Tensor:
+                record_meta: Optional[dict] = None,
+                query_pos: Optional[Tensor] = None,
+                attn_mask: Optional[Tensor] = None) -> Tensor:
         """The T EM iterations on already projected, head-split tensors.
 
         Args:
@@ -190,22 +216,43 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
             spatial_shape: token grid for the cluster records (records are made only when given).
             to_grid: maps ``Gamma^T`` ``[b, E, N, M]`` to the record layout ``[B, (E,) prod(spatial_shape), M]``.
             record_meta: ``meta`` of the records.
+            query_pos: positional embedding added to the centres before ``W_Q`` every iteration
+                ``[b, E, M, embed_dims/E]`` (decoder use).
+            attn_mask: bool ``[b, E, M, N]`` (or broadcastable), True = the pair (centre, token) is excluded
+                from the E-step (its logit is -inf before the softmax over the clusters); a token excluded for
+                every centre is not excluded at all (the per-token form of Mask2Former's reset rule).
 
         Returns:
             ``c^(T)`` ``[b, E, M, embed_dims/E]``.
         """
         c = centres
+        over = -1 if self.update == 'cross_attn' else -2  # the softmax runs over the tokens or the clusters
+        if attn_mask is not None:  # fully masked (token for 'rca', centre for 'cross_attn'): unmasked
+            attn_mask = attn_mask & ~attn_mask.all(dim=over, keepdim=True)
         if valid is not None and valid.dim() == 2:
             valid = valid[:, None, None, :]
         scale = None if self.temperature is None else 1.0 / self.temperature
         for t in range(self.num_iters):
-            logits = torch.matmul(self._queries(c), keys.transpose(-1, -2))  # [b, E, M, N]
+            q = self._queries(c, query_pos)
+            if self.update == 'cosine':
+                logits = torch.matmul(F.normalize(q, dim=-1), F.normalize(keys, dim=-1).transpose(-1, -2))
+            else:
+                logits = torch.matmul(q, keys.transpose(-1, -2))  # [b, E, M, N]
             if scale is not None:
                 logits = logits * scale
-            gamma = logits.softmax(dim=-2)  # E-step: over the M clusters
+            if attn_mask is not None:
+                logits = logits.masked_fill(attn_mask, float('-inf'))
+            if self.update == 'cross_attn' and valid is not None:
+                logits = logits.masked_fill(~valid, float('-inf'))
+            if self.update == 'kmeans':
+                gamma = F.one_hot(logits.argmax(dim=-2), logits.shape[-2]).transpose(-1, -2).to(logits.dtype)
+            else:
+                gamma = logits.softmax(dim=over)  # E-step: over the M clusters (Eq. 2-3) or the tokens (Eq. 1)
             if valid is not None:
                 gamma = gamma * valid.to(gamma.dtype)
             update = torch.matmul(gamma, values)  # M-step: [b, E, M, dv]
+            if self.mass_norm:
+                update = update / (gamma.sum(dim=-1, keepdim=True) + 1e-6)
             if self.raw_reshape:  # [M, d] result -> channel-first state [d, M] by a raw reshape
                 b, E, M, dv = update.shape
                 update = update.reshape(b, E, dv, M).transpose(-1, -2)

@@ -73,6 +73,8 @@ class ClusterFormerMixer(ClusterRecorder, nn.Module):
         share_q: one ``d x d`` query map shared by the heads (default: ``compat``).
         dispatch: ``'soft'`` / ``'hard'`` / ``'coc'`` (default ``'coc'`` if ``compat`` else ``'soft'``).
         norm_by: denominator of the ``'coc'`` dispatch (``'mask'`` released, ``'sim'``).
+        update: centre-update strategy (Table 6c / S1c ablation): ``'rca'``, ``'kmeans'``, ``'cross_attn'``,
+            ``'cosine'`` (see :mod:`mmcluster.models.layers.clusterformer_clustering`).
         compat: reproduce the released layer (raw reshapes; see the module docstring).
     """
 
@@ -90,6 +92,7 @@ class ClusterFormerMixer(ClusterRecorder, nn.Module):
                  share_q: Optional[bool] = None,
                  dispatch: Optional[str] = None,
                  norm_by: str = 'mask',
+                 update: str = 'rca',
                  compat: bool = False) -> None:
         super().__init__()
         dispatch = dispatch or ('coc' if compat else 'soft')
@@ -107,7 +110,8 @@ class ClusterFormerMixer(ClusterRecorder, nn.Module):
         self.clustering = RecurrentCrossAttentionClustering(
             inner, in_dims=dim, num_heads=heads, head_dim=head_dim, num_iters=num_iters,
             residual=(not compat) if residual is None else residual, temperature=temperature,
-            center_ffn=center_ffn, share_q=compat if share_q is None else share_q, raw_reshape=compat)
+            center_ffn=center_ffn, share_q=compat if share_q is None else share_q, raw_reshape=compat,
+            update=update)
         self.dispatch = FeatureDispatch(head_dim, mode=dispatch, mlp=False, residual=False, norm_by=norm_by)
         self.out_proj = nn.Linear(inner, dim)
 

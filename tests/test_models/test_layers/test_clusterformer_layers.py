@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from conftest import load_tool
 from mmcluster.models.layers.clusterformer_clustering import RecurrentCrossAttentionClustering
+from mmcluster.models.layers.clusterformer_cross_attention import RecurrentClusteringCrossAttention
 from mmcluster.models.layers.clusterformer_dispatch import FeatureDispatch
 from mmcluster.models.layers.clusterformer_mixer import ClusterFormerMixer
 from mmcluster.models.utils.cluster_record import recording_clusters
@@ -46,35 +47,54 @@ def ref_linear(lin, x):
     return torch.stack([lin.weight.double() @ xi + lin.bias.double() for xi in x])
 
 
-def ref_rca(layer, c0, keys, values, valid=None):
-    """Algorithm 1, one sample: c0 [M, D], keys [N, E*dq], values [N, D] -> (c_T [M, D], gammas [T][E][M][N])."""
+def ref_rca(layer, c0, keys, values, valid=None, pos=None, mask=None):
+    """Algorithm 1, one sample: c0 [M, D], keys [N, E*dq], values [N, D] -> (c_T [M, D], gammas [T][E][M][N]).
+
+    ``pos`` [M, D] is added to the centres before W_Q; ``mask`` [E][M][N] bool excludes pairs (a token excluded
+    for every centre is not excluded)."""
     E, dq, dv = layer.num_heads, layer.head_dim, layer.value_dim
     M, N = c0.shape[0], keys.shape[0]
     tau = 1.0 if layer.temperature is None else layer.temperature
     c = c0.clone()
     gammas = []
     for _ in range(layer.num_iters):
+        cq = c if pos is None else c + pos
         if layer.share_q:
-            q = torch.stack([torch.cat([layer.q_proj.weight.double() @ c[m, e * dv:(e + 1) * dv]
+            q = torch.stack([torch.cat([layer.q_proj.weight.double() @ cq[m, e * dv:(e + 1) * dv]
                                         + layer.q_proj.bias.double() for e in range(E)]) for m in range(M)])
         else:
-            q = ref_linear(layer.q_proj, c)
+            q = ref_linear(layer.q_proj, cq)
         new = torch.zeros_like(c)
         g_t = []
         for e in range(E):
-            logit = [[float(torch.dot(q[m, e * dq:(e + 1) * dq], keys[n, e * dq:(e + 1) * dq])) / tau
-                      for n in range(N)] for m in range(M)]
+            def score(m, n):
+                qv, kv = q[m, e * dq:(e + 1) * dq], keys[n, e * dq:(e + 1) * dq]
+                if layer.update == 'cosine':
+                    return float(torch.dot(qv, kv) / (qv.norm() * kv.norm())) / tau
+                return float(torch.dot(qv, kv)) / tau
+
+            logit = [[score(m, n) for n in range(N)] for m in range(M)]
             gamma = [[0.0] * N for _ in range(M)]
-            for n in range(N):
-                if valid is not None and not valid[n]:
-                    continue
-                z = sum(math.exp(logit[m][n]) for m in range(M))  # softmax over the clusters
+            ok = [n for n in range(N) if valid is None or valid[n]]
+            if layer.update == 'cross_attn':  # softmax over the tokens, per centre
                 for m in range(M):
+                    z = sum(math.exp(logit[m][n]) for n in ok)
+                    for n in ok:
+                        gamma[m][n] = math.exp(logit[m][n]) / z
+            for n in ok if layer.update != 'cross_attn' else []:
+                allowed = [m for m in range(M) if mask is None or not mask[e][m][n]] or list(range(M))
+                if layer.update == 'kmeans':  # one-hot argmax over the clusters (ties: lowest index)
+                    gamma[max(allowed, key=lambda m: (logit[m][n], -m))][n] = 1.0
+                    continue
+                z = sum(math.exp(logit[m][n]) for m in allowed)  # softmax over the clusters
+                for m in allowed:
                     gamma[m][n] = math.exp(logit[m][n]) / z
             for m in range(M):
                 upd = torch.zeros(dv, dtype=DT)
                 for n in range(N):
                     upd = upd + gamma[m][n] * values[n, e * dv:(e + 1) * dv]
+                if layer.mass_norm:
+                    upd = upd / (sum(gamma[m]) + 1e-6)
                 new[m, e * dv:(e + 1) * dv] = c[m, e * dv:(e + 1) * dv] + upd if layer.residual else upd
             g_t.append(gamma)
         c = new
@@ -156,6 +176,22 @@ def test_rca_matches_algorithm_1(residual, temperature, heads, share_q):
             torch.testing.assert_close(got.sum(-1), torch.ones_like(got.sum(-1)))
 
 
+@pytest.mark.parametrize('update', ['kmeans', 'cross_attn', 'cosine'])
+def test_rca_centre_update_ablations(update):
+    """Table 6c / S1c variants: same parameters, the E-step of each strategy (valid mask included)."""
+    torch.manual_seed(8)
+    layer = RecurrentCrossAttentionClustering(6, num_heads=2, num_iters=2, update=update, temperature=0.5).double()
+    feats, c0 = torch.randn(1, 10, 6, dtype=DT), torch.randn(1, 4, 6, dtype=DT)
+    valid = torch.ones(1, 10, dtype=torch.bool)
+    valid[0, 3] = False
+    out = layer(feats, hw_shape=(2, 5), centres=c0, valid=valid)
+    ref, _ = ref_rca(layer, c0[0], ref_linear(layer.k_proj, feats[0]), ref_linear(layer.v_proj, feats[0]),
+                     valid=valid[0].tolist())
+    torch.testing.assert_close(out[0], ref, rtol=1e-10, atol=1e-10)
+    assert sum(p.numel() for p in layer.parameters()) == sum(
+        p.numel() for p in RecurrentCrossAttentionClustering(6, num_heads=2).parameters())
+
+
 def test_rca_pooled_init_ffn_and_valid_mask():
     torch.manual_seed(1)
     layer = RecurrentCrossAttentionClustering(4, num_heads=2, num_iters=2, num_centers=(2, 3),
@@ -188,6 +224,35 @@ def test_rca_t0_gradients_and_errors():
         RecurrentCrossAttentionClustering(6, num_heads=4)
     with pytest.raises(ValueError, match='temperature'):
         RecurrentCrossAttentionClustering(4, temperature=0.)
+    with pytest.raises(ValueError, match="update must be one of \\('rca', 'kmeans'"):
+        RecurrentCrossAttentionClustering(4, update='criss_cross')
+
+
+@pytest.mark.parametrize('residual,mass_norm', [(True, False), (False, True)])
+def test_decoder_cross_attention_matches_algorithm_1_with_positions_and_masks(residual, mass_norm):
+    """Queries = centres, softmax over the queries, Mask2Former positions and attention mask."""
+    torch.manual_seed(7)
+    attn = RecurrentClusteringCrossAttention(8, num_heads=2, num_iters=3, residual=residual,
+                                             mass_norm=mass_norm).double()
+    B, Q, N = 2, 5, 12
+    query, qpos = torch.randn(B, Q, 8, dtype=DT), torch.randn(B, Q, 8, dtype=DT)
+    key, kpos = torch.randn(B, N, 8, dtype=DT), torch.randn(B, N, 8, dtype=DT)
+    mask = torch.rand(B * 2, Q, N) > 0.6
+    mask[:, :, 0] = True  # a pixel masked for every query: unmasked
+    with recording_clusters(attn) as records:
+        out = attn(query, key, key, query_pos=qpos, key_pos=kpos, attn_mask=mask, key_hw=(3, 4))
+    rca = attn.clustering
+    for b in range(B):
+        ref, gammas = ref_rca(rca, query[b], ref_linear(rca.k_proj, key[b] + kpos[b]), ref_linear(rca.v_proj, key[b]),
+                              pos=qpos[b], mask=mask.view(B, 2, Q, N)[b].tolist())
+        want = ref if residual else query[b] + ref
+        torch.testing.assert_close(out[b], want, rtol=1e-10, atol=1e-10)
+    assert [r.step for r in records] == [0, 1, 2] and records[0].labels().shape == (B, 2, 3, 4)
+    # a pixel's responsibilities go only to the queries allowed to see it
+    gamma = records[0].assignment.view(B, 2, N, Q)
+    allowed = ~mask.view(B, 2, Q, N).transpose(2, 3)
+    allowed[:, :, 0] = True
+    assert (gamma[~allowed] == 0).all()
 
 
 # -------------------------------------------------------------------------------------------------- dispatch
