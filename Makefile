@@ -1,7 +1,9 @@
 # mmcluster — two commands do everything on a fresh machine:
 #   make demo   generate toy data, train a small model on CPU for a few minutes, evaluate, draw predictions
-#   make test   the test suite (fast default; `make test-slow` adds the end-to-end runs)
+#   make test   the test suite (fast default: pytest -m "not slow")
 # Both create .venv and install the pinned stack first (tools/setup/setup_env.sh; cheap when done).
+#   make test-slow   the long end-to-end runs (mim train / mim test variants, longer toy trainings)
+#   make test-all    both
 PY := .venv/bin/python
 DEMO_MINUTES ?= 4
 

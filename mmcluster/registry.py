@@ -29,7 +29,8 @@ MODELS = Registry('model', parent=ROOT_MODELS, scope='mmcluster', locations=['mm
 DATASETS = Registry('dataset', parent=ROOT_DATASETS, scope='mmcluster', locations=['mmcluster.datasets'])
 TRANSFORMS = Registry(
     'transform', parent=ROOT_TRANSFORMS, scope='mmcluster', locations=['mmcluster.datasets'])
-METRICS = Registry('metric', parent=ROOT_METRICS, scope='mmcluster', locations=['mmcluster.evaluation'])
+# no metric of mmcluster's own yet (the toolkits' evaluators serve); one would live in mmcluster/evaluation/
+METRICS = Registry('metric', parent=ROOT_METRICS, scope='mmcluster')
 HOOKS = Registry('hook', parent=ROOT_HOOKS, scope='mmcluster', locations=['mmcluster.engine'])
 
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: the toy datasets (generated once per session) and repository paths."""
+"""Shared fixtures: the toy datasets (generated once per session) and repository paths.
+
+mmcluster is imported as installed (``pip install -e .``, done by ``make test``); ``tests/`` is put on the
+path for the shared helpers (``from e2e import ...``).
+"""
 import importlib.util
 import os
 import sys
@@ -7,10 +11,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `import mmcluster` from the checkout, also without `pip install -e`
-sys.path.insert(0, str(REPO / 'tests'))  # shared test helpers: `from e2e import ...`
+sys.path.insert(0, str(REPO / 'tests'))
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+#: a small toy data set: enough for a few iterations and one evaluation of every toy config
+SMALL_TOY_DATA = dict(seed=0, num_train=16, num_val=8, num_cls_per_class=6, num_cls_val_per_class=3)
 
 
 def load_tool(relpath: str):
@@ -31,15 +37,13 @@ def repo_root() -> Path:
 def toy_data(tmp_path_factory) -> Path:
     """A small toy data root (COCO instances + panoptic, ADE20K layout, ImageNet folders).
 
-    Set ``MMCLUSTER_TOY_DATA`` to reuse an existing root (e.g. the demo's ``data/toy``).
+    Set ``MMCLUSTER_TOY_DATA`` to reuse (or generate once into) a root, e.g. the demo's ``data/toy``.
     """
-    existing = os.environ.get('MMCLUSTER_TOY_DATA')
+    from mmcluster.utils.toy_run import TOY_DATA_ENV, ensure_toy_data
+    existing = os.environ.get(TOY_DATA_ENV)
     if existing:
-        return Path(existing)
-    root = tmp_path_factory.mktemp('toy')
-    make_toy_data = load_tool('tools/make_toy_data.py').make_toy_data
-    make_toy_data(root, seed=0, num_train=16, num_val=8, num_cls_per_class=6, num_cls_val_per_class=3)
-    return root
+        return ensure_toy_data(existing, verbose=False)
+    return ensure_toy_data(tmp_path_factory.mktemp('toy'), verbose=False, **SMALL_TOY_DATA)
 
 
 @pytest.fixture

@@ -1,89 +1,50 @@
-"""End-to-end helpers for tests: run the training / testing tools on a config over the toy data."""
-import json
-import os
-import subprocess
-import sys
+"""End-to-end helpers for tests: a few iterations of a config on the toy data, through
+:mod:`mmcluster.utils.toy_run` (``tools/train.py`` / ``tools/test.py``, or ``mim``), and config checks."""
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from mmcluster.utils.toy_run import check_metrics, evaluate_checkpoint, read_run, run_config
+
+__all__ = ['E2E_ITERS', 'EndToEnd', 'build', 'check_metrics', 'last_evaluation', 'nparams', 'urls']
 
 E2E_ITERS = 2
-# a few iterations, validation once at the end, batch 2, no worker processes
-E2E_SHORT = [
-    f'train_cfg.max_iters={E2E_ITERS}', f'train_cfg.val_interval={E2E_ITERS}',
-    'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
-    'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
-    'val_dataloader.persistent_workers=False', 'test_dataloader.num_workers=0',
-    'test_dataloader.persistent_workers=False'
-]
-E2E_TEST_ONLY = E2E_SHORT[2:]
+E2E_BATCH = 2
+TIMEOUT_S = 900
 
 
 class EndToEnd:
-    """Runs ``tools/train.py`` / ``tools/test.py`` (or ``mim``) on a config over the toy data."""
+    """Trains E2E_ITERS iterations of a config (validation once at the end) and evaluates checkpoints."""
 
     def __init__(self, toy_data: Path, tmp_path: Path) -> None:
+        self.toy_data = toy_data
         self.tmp_path = tmp_path
-        self.env = dict(os.environ, MMCLUSTER_TOY_DATA=str(toy_data), OMP_NUM_THREADS='1',
-                        PYTHONPATH=f'{REPO}:{os.environ.get("PYTHONPATH", "")}')
 
-    def run(self, cmd: List[str]) -> str:
-        out = subprocess.run(cmd, env=self.env, cwd=REPO, capture_output=True, text=True,
-                             timeout=900)
-        assert out.returncode == 0, f'{" ".join(cmd)}\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}'
-        return out.stdout + out.stderr
-
-    def train(self, config: Path, extra: Optional[List[str]] = None,
-              mim_scope: Optional[str] = None) -> Path:
-        """Train E2E_ITERS iterations (+ validation); return the work dir."""
+    def train(self, config: Path, extra: Optional[List[str]] = None, mim_scope: Optional[str] = None) -> Path:
+        """Train (``mim train <mim_scope>`` when given); return the work dir (``iter_{E2E_ITERS}.pth`` in it)."""
         work_dir = self.tmp_path / 'train'
-        if mim_scope:
-            cmd = [_mim(), 'train', mim_scope, str(config), '--gpus', '0']
-        else:
-            cmd = [sys.executable, 'tools/train.py', str(config)]
-        self.run(cmd + ['--work-dir', str(work_dir), '--cfg-options', *E2E_SHORT, *(extra or [])])
-        assert (work_dir / f'iter_{E2E_ITERS}.pth').is_file()
+        try:
+            run = run_config(config, work_dir, iters=E2E_ITERS, batch_size=E2E_BATCH, data=self.toy_data,
+                             cfg_options=extra, mim=mim_scope, timeout=TIMEOUT_S)
+        except FileNotFoundError as e:
+            if mim_scope and 'openmim' in str(e):
+                pytest.skip(str(e))
+            raise
+        assert run.checkpoint == work_dir / f'iter_{E2E_ITERS}.pth', run
         return work_dir
 
     def test(self, config: Path, checkpoint: Path, mim_scope: Optional[str] = None) -> Dict:
-        """Evaluate a checkpoint; return the metrics that the test run logged."""
-        work_dir = self.tmp_path / 'test'
-        if mim_scope:
-            cmd = [_mim(), 'test', mim_scope, str(config), '--checkpoint', str(checkpoint),
-                   '--gpus', '0']
-        else:
-            cmd = [sys.executable, 'tools/test.py', str(config), str(checkpoint)]
-        self.run(cmd + ['--work-dir', str(work_dir), '--cfg-options', *E2E_TEST_ONLY])
-        logged = [json.loads(p.read_text().splitlines()[-1]) for p in work_dir.glob('*/*.json')]
-        assert logged, f'no metrics json in {work_dir}'
-        return logged[-1]
-
-
-def _mim() -> str:
-    mim = Path(sys.executable).parent / 'mim'
-    if not mim.is_file():
-        pytest.skip('openmim is not installed')
-    return str(mim)
+        """Evaluate a checkpoint; return the metrics of the test run."""
+        return evaluate_checkpoint(config, checkpoint, self.tmp_path / 'test', data=self.toy_data, mim=mim_scope,
+                                   timeout=TIMEOUT_S)
 
 
 def last_evaluation(work_dir: Path) -> Dict:
-    """The last evaluation record mmengine wrote into ``<timestamp>/vis_data/scalars.json``."""
-    records = []
-    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
-        records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    evaluations = [r for r in records if not any(k in r for k in ('loss', 'lr'))]
-    assert evaluations, f'no evaluation record in {work_dir}'
-    return evaluations[-1]
-
-
-def check_metrics(metrics: Dict, keys: List[str]) -> None:
-    """Each key is present and a number in [0, 100] (mmdet's COCO metrics lie in [0, 1])."""
-    for key in keys:
-        assert key in metrics, f'{key} missing from {sorted(metrics)}'
-        assert isinstance(metrics[key], (int, float)) and 0 <= metrics[key] <= 100, (key, metrics)
+    """The last evaluation record of the training run in ``work_dir``."""
+    metrics = read_run(work_dir).metrics
+    assert metrics, f'no evaluation record in {work_dir}'
+    return metrics
 
 
 # --------------------------------------------------------------------------- config checks

@@ -20,7 +20,8 @@ BASELINES = {
 }
 
 
-@pytest.mark.parametrize('runner', ['tools', 'mim'])
+# the mim runs repeat the tools runs through mim's own entry points: long, so `make test-slow`
+@pytest.mark.parametrize('runner', ['tools', pytest.param('mim', marks=pytest.mark.slow)])
 @pytest.mark.parametrize('config', sorted(BASELINES))
 def test_train_then_test(config, runner, e2e, repo_root):
     scope, keys = BASELINES[config]

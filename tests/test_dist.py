@@ -1,5 +1,4 @@
 """2-process CPU training (tools/dist_train.sh, gloo) matches 1-process training on the same global batch."""
-import json
 import os
 import socket
 import subprocess
@@ -12,6 +11,7 @@ import pytest
 pytest.importorskip('mmpretrain.models')
 
 import mmcluster  # noqa: E402,F401  (checkpoints load with weights_only via mmcluster.compat)
+from mmcluster.utils.toy_run import read_scalars  # noqa: E402
 
 ITERS = 4
 GLOBAL_BATCH = 4
@@ -43,10 +43,9 @@ def _free_port() -> int:
 
 
 def _losses(work_dir: Path) -> List[float]:
-    paths = sorted(work_dir.glob('*/vis_data/scalars.json'))
-    assert paths, f'no scalars.json in {work_dir}'
-    records = [json.loads(line) for line in paths[-1].read_text().splitlines() if line.strip()]
-    return [r['global_loss'] for r in records if 'global_loss' in r]
+    curve, _ = read_scalars(work_dir)
+    assert curve, f'no training records in {work_dir}'
+    return [r['global_loss'] for r in curve if 'global_loss' in r]
 
 
 def _run(cmd: List[str], env: Dict[str, str], cwd: Path) -> None:

@@ -63,3 +63,17 @@ def test_register_module_rejects_foreign_registries_and_duplicates():
     assert ROOT.get('_MMClusterRegistryProbe') is Probe
     with pytest.raises(KeyError, match='already registered'):
         register_module(MODELS, name='_MMClusterRegistryProbe')(Probe)
+
+
+def test_every_registry_location_imports_and_hooks_build():
+    """The locations the registries name exist (an mmcluster-scoped build imports them), and mmcluster's
+    hooks build under the mmcluster scope and, by bare name, under a toolkit's."""
+    from mmengine.registry import HOOKS as ROOT_HOOKS
+
+    from mmcluster import registry
+    for reg in (registry.MODELS, registry.DATASETS, registry.TRANSFORMS, registry.METRICS, registry.HOOKS):
+        reg.import_from_location()
+    with DefaultScope.overwrite_default_scope('mmcluster'):
+        assert type(registry.HOOKS.build(dict(type='TimeBudgetHook', minutes=1))).__name__ == 'TimeBudgetHook'
+    with DefaultScope.overwrite_default_scope('mmengine'):
+        assert type(ROOT_HOOKS.build(dict(type='GlobalLossHook'))).__name__ == 'GlobalLossHook'

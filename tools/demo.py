@@ -11,55 +11,21 @@ prediction for a few validation images.
 import argparse
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import List
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from mmcluster.utils.toy_run import REPO, default_toy_data, ensure_toy_data, run_config
+
 DEMO_CONFIGS = [
-    REPO / 'configs' / 'context_cluster' / 'coc-tiny_fpn_1xb8-toy_ade20k-256x256.py',
+    REPO / 'configs' / 'context_cluster' / 'fpn_coc-tiny-4_1xb8-toy_ade20k-256x256.py',
     REPO / 'configs' / 'baselines' / 'fpn_r18_1xb8-toy_ade20k-256x256.py',
 ]
 
 
 def default_config() -> Path:
     return next(p for p in DEMO_CONFIGS if p.is_file())
-
-
-def ensure_data(data: Path) -> None:
-    if (data / 'ade' / 'annotations' / 'validation').is_dir():
-        print(f'toy data: {data} (present)')
-        return
-    print(f'toy data: generating {data} ...', flush=True)
-    subprocess.run([sys.executable, str(REPO / 'tools' / 'make_toy_data.py'), str(data)], check=True)
-
-
-def train(config: Path, minutes: float, work_dir: Path, env: dict) -> Path:
-    cmd = [
-        sys.executable, str(REPO / 'tools' / 'train.py'), str(config), '--work-dir', str(work_dir),
-        '--time-budget', str(minutes)
-    ]
-    print(f'training {config.relative_to(REPO)} for {minutes} min on the CPU '
-          f'(log: {work_dir}) ...', flush=True)
-    log = work_dir / 'demo_train.out'
-    work_dir.mkdir(parents=True, exist_ok=True)
-    with open(log, 'w') as out:  # mmengine's log to the file; the progress bar (stderr) to you
-        code = subprocess.run(cmd, env=dict(env, PYTHONWARNINGS='ignore'), stdout=out).returncode
-    if code != 0:
-        raise SystemExit(f'training failed (exit {code}), see {log}')
-    checkpoints = sorted(work_dir.glob('iter_*.pth'), key=lambda p: int(p.stem.split('_')[1]))
-    if not checkpoints:
-        raise SystemExit(f'no checkpoint in {work_dir}')
-    return checkpoints[-1]
-
-
-def evaluation_record(work_dir: Path) -> dict:
-    paths = sorted(work_dir.glob('*/vis_data/scalars.json'))
-    records = [json.loads(line) for line in paths[-1].read_text().splitlines() if line.strip()]
-    return [r for r in records if 'loss' not in r and 'lr' not in r][-1]
 
 
 def draw_predictions(config: Path, checkpoint: Path, data: Path, out_png: Path,
@@ -91,32 +57,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--minutes', type=float, default=4.0)
     parser.add_argument('--config', type=Path, default=None)
-    parser.add_argument('--data', type=Path, default=REPO / 'data' / 'toy')
+    parser.add_argument('--data', type=Path, default=None, help='toy data root (default: $MMCLUSTER_TOY_DATA '
+                        'or data/toy; generated if missing)')
     parser.add_argument('--work-dir', type=Path, default=REPO / 'work_dirs' / 'demo')
     args = parser.parse_args()
     config = (args.config or default_config()).resolve()
-    data, work_dir = args.data.resolve(), args.work_dir.resolve()
+    work_dir = args.work_dir.resolve()
 
-    ensure_data(data)
-    # one compute thread: on a shared 2-core machine OpenMP spinning makes two threads far slower
-    env = dict(os.environ, MMCLUSTER_TOY_DATA=str(data))
-    env.setdefault('OMP_NUM_THREADS', '1')
-    checkpoint = train(config, args.minutes, work_dir, env)
-    metrics = evaluation_record(work_dir)
+    data = ensure_toy_data(args.data or default_toy_data(), tasks=('ade', ))
+    print(f'training {config.relative_to(REPO)} for {args.minutes} min on the CPU (log: {work_dir}) ...',
+          flush=True)
+    # one compute thread: on a shared 2-core machine OpenMP spinning makes two threads far slower;
+    # mmengine's log goes to the file, the progress bar (stderr) to you
+    run = run_config(config, work_dir, minutes=args.minutes, data=data, progress=True,
+                     threads=int(os.environ.get('OMP_NUM_THREADS', 1)), log=work_dir / 'demo_train.out',
+                     env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    if run.checkpoint is None or not run.metrics:
+        raise SystemExit(f'no checkpoint or evaluation in {work_dir}, see {run.log}')
+    metrics = run.metrics
     metrics_file = work_dir / 'metrics.json'
     metrics_file.write_text(json.dumps(metrics, indent=2))
     png = work_dir / 'predictions.png'
-    draw_predictions(config, checkpoint, data, png)
+    draw_predictions(config, run.checkpoint, data, png)
 
     logs = sorted(work_dir.glob('*/*.log'))
     print('\n' + '=' * 72)
-    print(f'model       {config.relative_to(REPO)}')
+    print(f'model       {config.relative_to(REPO)}  ({run.iters} iterations in {args.minutes} min)')
     print(f'metrics     mIoU {metrics.get("mIoU", float("nan")):.2f}  aAcc '
           f'{metrics.get("aAcc", float("nan")):.2f}  mAcc {metrics.get("mAcc", float("nan")):.2f}'
           f'  (toy ADE20K val, mmseg IoUMetric)')
     print(f'metrics at  {metrics_file}')
-    print(f'log at      {logs[-1] if logs else work_dir}')
-    print(f'checkpoint  {checkpoint}')
+    print(f'log at      {logs[-1] if logs else run.log}')
+    print(f'checkpoint  {run.checkpoint}')
     print(f'predictions {png}  (image | ground truth | prediction)')
 
 

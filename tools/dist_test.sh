@@ -7,6 +7,6 @@ NPROCS=$3
 PORT=${PORT:-29500}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-python}
-PYTHONPATH="$HERE/..:${PYTHONPATH:-}" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
 "$PYTHON" -m torch.distributed.run --nproc_per_node="$NPROCS" --master_port="$PORT" \
     "$HERE/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

@@ -8,8 +8,8 @@ its convention: **one multiply-add counts as one FLOP** (so "FLOPs" here are MAC
 report as GFLOPs), element-wise operations (activations, additions, sigmoid, normalisation of vectors,
 softmax) are not counted, a normalisation layer counts 4-5 per element, a pooling 1 per input element.
 
-mmengine has no rules for several operators that clustering models use, so they would count as zero
-(REFERENCE section 8); this tool registers them (:func:`extra_handles`):
+mmengine has no rules for several operators that clustering models use, so they would count as zero;
+this tool registers them (:func:`extra_handles`):
 
 * ``aten::matmul`` is re-registered: mmengine's rule multiplies the *first* operand's numel by the last
   dimension of the second and so misses broadcast batch dimensions of the second operand (Context
@@ -36,21 +36,17 @@ image). ``--shape`` defaults to 224 x 224 (classification, backbones), 800 x 128
 import argparse
 import json
 import math
-import os.path as osp
-import sys
 import warnings
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer, parameter_count
+from mmengine.analysis.jit_handles import get_shape
+from mmengine.config import Config, DictAction
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import mmcluster  # noqa: E402,F401  (compat fixes + registration)
-from mmengine.analysis import FlopAnalyzer, parameter_count  # noqa: E402
-from mmengine.analysis.jit_handles import get_shape  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+import mmcluster  # noqa: F401  (compat fixes + registration)
 
 DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512)}
 

@@ -5,36 +5,19 @@ Equivalent to the toolkits' own ``tools/test.py`` (and to ``mim test <pkg> CONFI
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR] [--out FILE.pkl]
 """
 import argparse
-import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.config import Config
 
-import mmcluster  # noqa: E402,F401
-from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-from mmcluster.utils import load_config  # noqa: E402
+import mmcluster  # noqa: F401  (compat fixes + registration)
+from mmcluster.utils import build_runner, parse_runner_args, runner_config, runner_parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
-    parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser = runner_parser('Test (and evaluate) a model', checkpoint=True)
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='draw predictions as images into this directory')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def enable_drawing(cfg: Config, show_dir: str) -> None:
@@ -53,7 +36,7 @@ def enable_drawing(cfg: Config, show_dir: str) -> None:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    cfg = runner_config(args)
     cfg.load_from = args.checkpoint
     if args.show_dir:
         enable_drawing(cfg, args.show_dir)
@@ -68,9 +51,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv=None) -> dict:
-    cfg = build_config(parse_args(argv))
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    return runner.test()
+    return build_runner(build_config(parse_args(argv))).test()
 
 
 if __name__ == '__main__':

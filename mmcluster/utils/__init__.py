@@ -1,8 +1,11 @@
+"""Utilities shared by the tools, the demo and the tests: config loading and the runner command line
+(:mod:`.config`), the safe checkpoint loader (:mod:`.checkpoint`), toy runs (:mod:`.toy_run`, imported on
+demand) and toy benchmarks (:mod:`.toy_benchmark`, imported on demand)."""
 from .checkpoint import (KeyReport, UnsafeCheckpointError, check_state_dict, load_checkpoint_safely,
                          pick_state_dict, strip_prefix)
-from .config import load_config
+from .config import build_runner, load_config, parse_runner_args, runner_config, runner_parser
 
 __all__ = [
-    'load_config', 'load_checkpoint_safely', 'pick_state_dict', 'strip_prefix', 'check_state_dict', 'KeyReport',
-    'UnsafeCheckpointError'
+    'load_config', 'runner_parser', 'parse_runner_args', 'runner_config', 'build_runner', 'load_checkpoint_safely',
+    'pick_state_dict', 'strip_prefix', 'check_state_dict', 'KeyReport', 'UnsafeCheckpointError'
 ]

@@ -1,30 +1,18 @@
-"""Tests of tools/make_toy_data.py: formats, determinism, and that the real OpenMMLab loaders read
-the generated COCO / COCO-panoptic / ADE20K / ImageNet-style data unchanged."""
+"""Tests of the toy-data generator (mmcluster/datasets/toy_data.py; command tools/make_toy_data.py): formats,
+determinism, and that the real OpenMMLab loaders read the generated COCO / COCO-panoptic / ADE20K / ImageNet-style data unchanged."""
 import filecmp
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Dict, List
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from mmcluster.datasets import toy_data as toy
+
 REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_VAL, PER_CLASS = 6, 4, 3
-
-
-def load_toy_module() -> ModuleType:
-    """Imports tools/make_toy_data.py (tools/ is not a package)."""
-    path = REPO / 'tools' / 'make_toy_data.py'
-    spec = importlib.util.spec_from_file_location('make_toy_data', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-toy = load_toy_module()
 
 
 def generate(root: Path, seed: int = 0) -> Dict[str, str]:
@@ -68,7 +56,8 @@ def test_same_seed_same_bytes_other_seed_differs(data, tmp_path):
     assert files == all_files(tmp_path / 'again')
     assert len(files) == (2 * (NUM_TRAIN + NUM_VAL) * 2  # coco jpg + png, ade jpg + png
                           + 4  # coco jsons
-                          + 5 * (PER_CLASS + max(1, PER_CLASS // 4)) + 2)  # imagenet + meta
+                          + 5 * (PER_CLASS + max(1, PER_CLASS // 4)) + 2  # imagenet + meta
+                          + 1)  # the completion stamp toy_data.json
     match, mismatch, errors = filecmp.cmpfiles(data, tmp_path / 'again', files, shallow=False)
     assert not mismatch and not errors
     assert Path(paths['coco_val_instances']).is_file() and Path(paths['imagenet']).is_dir()
@@ -89,6 +78,27 @@ def test_rerun_smaller_prunes_stale_files(tmp_path):
     assert len(list((tmp_path / 'coco/annotations/panoptic_val2017').iterdir())) == 1
     assert len(list((tmp_path / 'imagenet' / 'train' / 'star').iterdir())) == 1
     assert not (tmp_path / 'ade').exists()
+
+
+def test_stamp_and_command(tmp_path):
+    """The stamp lists what a complete run wrote (tasks accumulate over runs with the same settings, and are
+    reset by other settings); the command tools/make_toy_data.py writes the ADE20K layout it is asked for."""
+    from conftest import load_tool
+    assert toy.read_stamp(tmp_path) is None
+    toy.make_toy_data(tmp_path, num_train=1, num_val=1, num_cls_per_class=1, tasks=('imagenet', ))
+    assert toy.read_stamp(tmp_path)['tasks'] == ['imagenet']
+    toy.make_toy_data(tmp_path, num_train=1, num_val=1, num_cls_per_class=1, tasks=('ade', ))
+    assert toy.read_stamp(tmp_path)['tasks'] == ['ade', 'imagenet']
+    toy.make_toy_data(tmp_path, seed=3, num_train=1, num_val=1, num_cls_per_class=1, tasks=('ade', ))
+    assert toy.read_stamp(tmp_path) == dict(seed=3, num_train=1, num_val=1, num_cls_per_class=1,
+                                            num_cls_val_per_class=1, tasks=['ade'])
+    load_tool('tools/make_toy_data.py').main([str(tmp_path / 'cli'), '--num-train', '2', '--num-val', '1',
+                                              '--tasks', 'ade'])
+    assert all_files(tmp_path / 'cli') == [
+        'ade/annotations/training/ADE_train_00000001.png', 'ade/annotations/training/ADE_train_00000002.png',
+        'ade/annotations/validation/ADE_val_00000001.png', 'ade/images/training/ADE_train_00000001.jpg',
+        'ade/images/training/ADE_train_00000002.jpg', 'ade/images/validation/ADE_val_00000001.jpg', 'toy_data.json'
+    ]
 
 
 def test_image_sizes_never_multiple_of_32(data):

@@ -1,94 +1,218 @@
-"""tools/visualization/cluster_map.py on a random-weight CoC-Tiny: the PNG's layout, its colours against an
-independently computed assignment, checkpoint loading (model checkpoint with ``backbone.`` prefix) and errors."""
+"""tools/visualization/cluster_map.py on a model of small fake clustering modules whose clusters are known in
+closed form from the pixel geometry and colours: the data preprocessor path, per-head records, parent chains,
+the PNG grid, ground-truth scores, checkpoints and errors."""
+import json
+
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, load_tool
+from conftest import load_tool
+from mmengine.model import BaseModule
 from PIL import Image
+from torch import nn
 
-cm = load_tool('tools/visualization/cluster_map.py')
-CONFIG = REPO / 'configs' / 'context_cluster' / 'coc-tiny_fpn_1xb8-toy_ade20k-256x256.py'
-MEAN = np.array([123.675, 116.28, 103.53])
-STD = np.array([58.395, 57.12, 57.375])
+from mmcluster.models.utils.cluster_record import ClusterRecorder
+from mmcluster.registry import MODELS
+from mmcluster.visualization import draw_cluster_map, record_panels
+from mmcluster.visualization.drawing import GAP, TITLE_HEIGHT
+
+pytest.importorskip('mmpretrain.models')
+
+H, W = 37, 50  # the image; the preprocessor pads to 48 x 64 (pad_size_divisor 16)
+IN_H, IN_W = 48, 64
+
+
+class _Sign(BaseModule, ClusterRecorder):
+    """Stride 1: cluster 1 where channel 0 of the normalised input is positive (R > 128 after BGR -> RGB)."""
+
+    def forward(self, x):
+        self.record_clusters((x[:, 0] > 0).long().flatten(1), x.shape[-2:], 2)
+
+
+class _Heads(BaseModule, ClusterRecorder):
+    """Stride 4, two heads: head 0 = column cell // 2, head 1 = row cell // 2."""
+
+    def forward(self, x):
+        h, w = -(-x.shape[2] // 4), -(-x.shape[3] // 4)
+        r, c = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+        ids = torch.stack([c // 2, r // 2]).flatten(1)[None].expand(x.shape[0], -1, -1)
+        self.record_clusters(ids, (h, w), int(ids.max()) + 1, meta=dict(stride=4))
+
+
+class _Coarse(BaseModule, ClusterRecorder):
+    """Stride 4: two clusters, the left and the right half of the cells (soft memberships)."""
+
+    def forward(self, x):
+        h, w = x.shape[2] // 4, x.shape[3] // 4
+        right = (torch.arange(w) >= w // 2).long().repeat(h)
+        soft = torch.nn.functional.one_hot(right, 2).float() * 0.8 + 0.1
+        self.record_clusters(soft[None].expand(x.shape[0], -1, -1), (h, w), 2, kind='soft')
+
+
+class _Fine(BaseModule, ClusterRecorder):
+    """Stride 2: every cell assigned to its parent cell of the stride-4 grid (``_Coarse``'s tokens)."""
+
+    def forward(self, x):
+        h, w = x.shape[2] // 2, x.shape[3] // 2
+        r, c = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+        ids = ((r // 2) * (w // 2) + c // 2).flatten()[None].expand(x.shape[0], -1)
+        parent = self._cluster_sink[0].replace('fine', 'coarse')
+        self.record_clusters(ids, (h, w), (h // 2) * (w // 2), cluster_shape=(h // 2, w // 2), parent=parent)
+
+
+class FakeClusterNet(BaseModule):
+    """A 'backbone' that returns its input after one 1x1 conv and records four clusterings."""
+
+    def __init__(self, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.sign, self.heads, self.coarse, self.fine = _Sign(), _Heads(), _Coarse(), _Fine()
+
+    def forward(self, x):
+        for m in (self.sign, self.heads, self.coarse, self.fine):
+            m(x)
+        return (self.conv(x), )
+
+
+for registry in (MODELS, MODELS.parent):
+    registry.register_module(name='FakeClusterNet', module=FakeClusterNet, force=True)
+
+CONFIG = """
+default_scope = 'mmpretrain'
+model = dict(type='ImageClassifier', backbone=dict(type='FakeClusterNet',
+             init_cfg=dict(type='Pretrained', checkpoint='https://example.invalid/never-downloaded.pth')))
+data_preprocessor = dict(mean=[128., 128., 128.], std=[1., 1., 1.], to_rgb=True, pad_size_divisor=16)
+"""
 
 
 @pytest.fixture(scope='module')
-def image(tmp_path_factory):
-    """A 74 x 90 RGB image (not a multiple of 4: the backbone pads) with two halves and noise."""
-    rng = np.random.default_rng(0)
-    img = np.zeros((74, 90, 3), np.uint8)
-    img[:, :45] = (200, 60, 40)
-    img[:, 45:] = (30, 90, 210)
-    img = np.clip(img + rng.integers(-40, 40, img.shape), 0, 255).astype(np.uint8)
-    path = tmp_path_factory.mktemp('img') / 'toy.png'
-    Image.fromarray(img).save(path)
-    return path, img
+def tool():
+    return load_tool('tools/visualization/cluster_map.py')
 
 
-def expected_assign(backbone, img, stage, block, head):
-    """Independent path: capture the token mixer's input with a hook and call it with return_assign."""
-    layer = backbone.network[2 * stage][block].token_mixer
-    seen = {}
-    handle = layer.register_forward_hook(lambda m, args, out: seen.setdefault('x', args[0]))
-    x = torch.from_numpy(((img - MEAN) / STD).transpose(2, 0, 1)).float()[None]
-    with torch.no_grad():
-        backbone.eval()(x)
-        handle.remove()
-        _, assign = layer(seen['x'], return_assign=True)
-    stride = 4 * 2**stage
-    labels = assign[0, head].numpy().repeat(stride, 0).repeat(stride, 1)
-    return labels[:img.shape[0], :img.shape[1]]
+@pytest.fixture
+def files(tmp_path):
+    """Config, and an RGB image: red on the left (x < 20), blue on the right."""
+    config = tmp_path / 'fake.py'
+    config.write_text(CONFIG)
+    img = np.zeros((H, W, 3), np.uint8)
+    img[:, :20] = (220, 40, 30)
+    img[:, 20:] = (30, 60, 230)
+    Image.fromarray(img).save(tmp_path / 'img.png')
+    return config, tmp_path / 'img.png', img
 
 
-def test_png_matches_assignment(image, tmp_path):
-    path, img = image
-    torch.manual_seed(1)
-    from mmcluster.models.backbones.context_cluster import ContextCluster
-    backbone = ContextCluster('tiny', out_indices=(0, 1, 2, 3))
-    ckpt = tmp_path / 'model.pth'
-    state = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
-    state['decode_head.conv_seg.weight'] = torch.zeros(1)  # a whole-model checkpoint: only backbone.* is used
-    torch.save(dict(state_dict=state, meta=dict()), ckpt)
-    out = tmp_path / 'sub' / 'clusters.png'
-    result = cm.main([str(CONFIG), str(ckpt), str(path), '--stage', '0', '--block', '1', '--head', '2',
-                      '--alpha', '1', '--out', str(out)])
+def panel_pixels(canvas, index, cols):
+    """Panel ``index`` (0 = the image) of a titled grid of H x W panels."""
+    r, c = divmod(index, cols)
+    top = r * (TITLE_HEIGHT + H + GAP) + TITLE_HEIGHT
+    return canvas[top:top + H, c * (W + GAP):c * (W + GAP) + W]
+
+
+def expected_labels():
+    """Each record's clusters on the image's pixels, from the geometry (independent of the drawing code)."""
+    y, x = np.mgrid[:H, :W]
+    return {
+        ('backbone.sign', None, 0): (x < 20).astype(int),  # red (R > 128 after BGR -> RGB) -> cluster 1
+        ('backbone.heads', 0, 0): (x // 4) // 2,
+        ('backbone.heads', 1, 0): (y // 4) // 2,
+        ('backbone.fine', None, 0): (y // 4) * (IN_W // 4) + x // 4,  # the parent cell of the stride-2 cell
+        ('backbone.fine', None, 1): (x // 4 >= (IN_W // 4) // 2).astype(int),  # -> the coarse half
+    }
+
+
+def test_panels_follow_records(tool, files, tmp_path):
+    config, image, img = files
+    out = tmp_path / 'vis' / 'map.png'
+    result = tool.main([str(config), 'none', str(image), '--alpha', '1', '--out', str(out)])
+    assert result.mode == 'feat' and result.input_hw == (IN_H, IN_W)
+    got = {(p.record, p.head, p.depth): p for p in result.panels}
+    # the coarse record is drawn through the fine record that names it as its parent, not on its own
+    assert [(p.record, p.head, p.depth) for p in result.panels] == list(expected_labels())
+    for key, labels in expected_labels().items():
+        assert (got[key].labels == labels).all(), key
+    assert got[('backbone.fine', None, 1)].cluster_source == 'backbone.coarse'
+    assert got[('backbone.heads', 0, 0)].grid == (12, 16)
+
     png = np.asarray(Image.open(out).convert('RGB'))
-    H, W = img.shape[:2]
-    assert png.shape == (H, 2 * W + cm.GAP, 3)
-    assert (png[:, :W] == img).all() and (png[:, W:W + cm.GAP] == 255).all()
-    labels = expected_assign(backbone, img, 0, 1, 2)
-    assert (result['labels'] == labels).all()
-    right = png[:, W + cm.GAP:].reshape(-1, 3)
-    inside = ~(right == 255).all(axis=1)  # boundaries are white; no cluster colour is
-    colours = {tuple(c) for c in right[inside]}
-    ids = np.unique(labels)
-    assert len(ids) > 8 and len(colours) == len(ids) == result['num_clusters']
-    # one colour per cluster, one cluster per colour
-    pairs = {(int(i), tuple(c)) for i, c in zip(labels.reshape(-1)[inside], right[inside])}
-    assert len(pairs) == len(ids)
-    # a boundary pixel is where the right or lower neighbour is in another cluster
-    edge = np.zeros_like(labels, bool)
-    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    edge[:-1] |= labels[:-1] != labels[1:]
-    assert (edge.reshape(-1) == ~inside).all()
-    assert (result['canvas'] == png).all()
+    assert (png == result.canvas).all() and result.cols == 3  # 6 panels: image + 5, 3 per row
+    assert png.shape == (2 * (TITLE_HEIGHT + H) + GAP, 3 * W + 2 * GAP, 3)
+    assert (panel_pixels(png, 0, 3) == img).all()
+    for i, (key, labels) in enumerate(expected_labels().items(), start=1):
+        pix = panel_pixels(png, i, 3).reshape(-1, 3)
+        edge = np.zeros(labels.shape, bool)  # boundaries: the right or lower neighbour is in another cluster
+        edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+        edge[:-1] |= labels[:-1] != labels[1:]
+        assert (pix[edge.reshape(-1)] == 255).all(), key
+        inside = pix[~edge.reshape(-1)]
+        pairs = {(int(l), tuple(c)) for l, c in zip(labels.reshape(-1)[~edge.reshape(-1)], inside)}
+        # one colour per cluster and one cluster per colour, never white
+        assert len(pairs) == len({l for l, _ in pairs}) == len({c for _, c in pairs}), key
+        assert (255, 255, 255) not in {c for _, c in pairs}
+    summary = json.loads(out.with_suffix('.json').read_text())
+    assert [p['record'] for p in summary['panels']] == [k[0] for k in expected_labels()]
+    assert summary['panels'][1]['num_clusters'] == 8  # 16 stride-4 columns // 2
 
 
-def test_random_weights_blend_and_errors(image, tmp_path):
-    path, img = image
-    a = cm.cluster_map(CONFIG, 'none', path, stage=2, block=-1, head=7, alpha=0.5, seed=3)
-    b = cm.cluster_map(CONFIG, 'none', path, stage=2, block=-1, head=7, alpha=0.5, seed=3)
-    assert (a['canvas'] == b['canvas']).all() and a['labels'].shape == img.shape[:2]
-    # stage 2: stride 16 -> a 5 x 6 map; 2 x 2 regions (fold 2) of 4 centres
-    assert set(np.unique(a['labels'])) <= set(range(16))
-    with pytest.raises(ValueError, match='heads'):
-        cm.cluster_map(CONFIG, 'none', path, stage=2, block=0, head=8)
-    with pytest.raises(ValueError, match='blocks'):
-        cm.cluster_map(CONFIG, 'none', path, stage=3, block=2, head=0)
-    bad = tmp_path / 'bad.pth'
-    torch.save({'state_dict': {'backbone.network.0.0.layer_scale_1': torch.ones(32)}}, bad)
-    with pytest.raises(KeyError, match='does not fit'):
-        cm.cluster_map(CONFIG, str(bad), path, stage=0, block=0, head=0)
-    base = REPO / 'configs' / 'baselines' / 'fpn_r18_1xb8-toy_ade20k-256x256.py'
-    with pytest.raises(ValueError, match='not a ContextCluster'):
-        cm.cluster_map(base, 'none', path, stage=0, block=0, head=0)
+def test_select_heads_and_errors(tool, files, tmp_path):
+    config, image, _ = files
+    one = tool.main([str(config), 'none', str(image), '--select', 'heads', '--heads', '-1', '--out',
+                     str(tmp_path / 'one.png')])
+    assert [(p.record, p.head) for p in one.panels] == [('backbone.heads', 1)]
+    # selecting only the parent draws it on its own grid (stride 4)
+    coarse = tool.main([str(config), 'none', str(image), '--select', 'coarse', '--out', str(tmp_path / 'c.png')])
+    y, x = np.mgrid[:H, :W]
+    assert len(coarse.panels) == 1 and (coarse.panels[0].labels == (x // 4 >= 8)).all()
+    with pytest.raises(ValueError, match='backbone.sign'):  # names what the model recorded
+        tool.main([str(config), 'none', str(image), '--select', 'nothing', '--out', str(tmp_path / 'x.png')])
+    with pytest.raises(ValueError, match='2 heads'):
+        tool.main([str(config), 'none', str(image), '--select', 'heads', '--heads', '2', '--out',
+                   str(tmp_path / 'x.png')])
+
+
+def test_ground_truth_scores(tool, files, tmp_path):
+    """The sign record splits at x = 20 exactly: UE 0, ASA 1 against a GT split there; against a GT split at
+    x = 25 the five columns 20..24 leak."""
+    config, image, _ = files
+    gt = np.zeros((H, W), np.uint8)
+    gt[:, 25:] = 2
+    Image.fromarray(gt).save(tmp_path / 'gt.png')
+    result = tool.main([str(config), 'none', str(image), '--select', 'sign', '--gt', str(tmp_path / 'gt.png'),
+                        '--cols', '3', '--out', str(tmp_path / 'gt_map.png')])
+    (panel, ) = result.panels
+    assert panel.scores['asa'] == pytest.approx(1 - 5 * H / (H * W))
+    # only the right cluster straddles: min(|S∩G0|, |S - G0|) + min(|S∩G2|, |S - G2|) = 5 H + 5 H pixels
+    assert panel.scores['ue'] == pytest.approx(10 * H / (H * W))
+    assert result.canvas.shape[1] == 3 * W + 2 * GAP  # image, clusters, leakage
+
+
+def test_checkpoint_loading(tool, files, tmp_path):
+    config, image, _ = files
+    from mmcluster.visualization.inference import build_model, load_config
+    model = build_model(load_config(config), seed=5)
+    torch.save(dict(state_dict=model.state_dict(), meta={}), tmp_path / 'model.pth')
+    torch.save(model.backbone.state_dict(), tmp_path / 'backbone.pth')  # a converted backbone checkpoint
+    for ckpt in ('model.pth', 'backbone.pth'):
+        tool.main([str(config), str(tmp_path / ckpt), str(image), '--select', 'sign', '--out',
+                   str(tmp_path / 'ok.png')])
+    torch.save({'state_dict': {'backbone.conv.weight': torch.zeros(3, 3, 3, 3)}}, tmp_path / 'bad.pth')
+    with pytest.raises(ValueError, match='does not fit'):
+        tool.main([str(config), str(tmp_path / 'bad.pth'), str(image), '--out', str(tmp_path / 'x.png')])
+    torch.save({'state_dict': {'backbone.conv.weight': torch.zeros(3, 3, 1, 1)}}, tmp_path / 'part.pth')
+    with pytest.raises(ValueError, match='missing'):
+        tool.main([str(config), str(tmp_path / 'part.pth'), str(image), '--out', str(tmp_path / 'x.png')])
+    tool.main([str(config), str(tmp_path / 'part.pth'), str(image), '--allow-missing', '--out',
+               str(tmp_path / 'x.png')])
+
+
+def test_parent_errors():
+    """A parent that recorded nothing, or whose token count is not the child's cluster count, is an error."""
+    from mmcluster.models.utils.cluster_record import ClusterRecord
+    child = ClusterRecord('a', 'hard', torch.zeros(1, 4, dtype=torch.long), (2, 2), 3, parent='b')
+    with pytest.raises(ValueError, match="parent 'b'"):
+        record_panels([child], (2, 2))
+    parent = ClusterRecord('b', 'hard', torch.zeros(1, 4, dtype=torch.long), (2, 2), 1)
+    with pytest.raises(ValueError, match='3 clusters but its parent'):
+        record_panels([child, parent], (2, 2))
+    with pytest.raises(ValueError, match='differ in size'):
+        draw_cluster_map(np.zeros((3, 3, 3), np.uint8), [parent], gt=np.zeros((2, 2)))

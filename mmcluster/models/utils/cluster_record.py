@@ -23,7 +23,13 @@ A record is one of two kinds:
 assigned to positions of the next-coarser map; the visualiser composes such chains). ``cluster_shape`` gives
 the grid of the clusters when they live on one (HCFormer's coarse map, Context Clusters' centres are not).
 ``step`` numbers repeated clusterings inside one module (e.g. the T iterations of a recurrent clustering or
-kMaX's k-means iterations); ``meta`` holds anything model specific (e.g. ``{'ratio': 0.25}``).
+kMaX's k-means iterations); ``meta`` holds anything model specific (e.g. ``{'ratio': 0.25}``). Two ``meta`` keys
+are understood by the visualiser (:mod:`mmcluster.visualization`): ``'centers'`` (``[B, (E,) M]`` indices of
+the tokens that are cluster centres, marked on the map) and ``'stride'`` (the grid's stride in input pixels,
+when it cannot be inferred from the sizes).
+
+The one consumer for pictures is ``tools/visualization/cluster_map.py CONFIG CHECKPOINT|none IMAGE``: it draws
+one panel per record (per head, and per level of a ``parent`` chain) for any model that records.
 """
 from contextlib import contextmanager
 from dataclasses import dataclass, field
