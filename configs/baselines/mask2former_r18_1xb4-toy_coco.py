@@ -1,66 +1,9 @@
-# Mask2Former instance-segmentation baseline on the toy COCO instances data, CPU-sized.
-# Like mmdet's `mask2former_r50_8xb2-lsj-50e_coco.py` (which inherits its panoptic config), this
-# inherits the shrunk panoptic toy baseline and turns it into instance segmentation.
-_base_ = './mask2former_r18_1xb4-toy_coco-panoptic.py'
-
-data_root = '{{$MMCLUSTER_TOY_DATA:data/toy}}/coco/'
-metainfo = dict(classes={{_base_.thing_classes}})
-num_things_classes = 5
-num_stuff_classes = 0
-num_classes = num_things_classes + num_stuff_classes
-image_size = {{_base_.image_size}}
-
-model = dict(
-    data_preprocessor=dict(
-        pad_seg=False,
-        batch_augments=[
-            dict(type='BatchFixedSizePad', size=image_size, img_pad_value=0, pad_mask=True,
-                 mask_pad_value=0, pad_seg=False)
-        ]),
-    panoptic_head=dict(
-        num_things_classes=num_things_classes,
-        num_stuff_classes=num_stuff_classes,
-        loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])),
-    panoptic_fusion_head=dict(
-        num_things_classes=num_things_classes, num_stuff_classes=num_stuff_classes),
-    test_cfg=dict(panoptic_on=False))
-
-train_pipeline = [
-    dict(type='LoadImageFromFile', to_float32=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='RandomResize', scale=image_size, ratio_range=(0.5, 1.5), resize_type='Resize',
-         keep_ratio=True),
-    dict(type='RandomCrop', crop_size=image_size, crop_type='absolute', recompute_bbox=True,
-         allow_negative_crop=True),
-    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-5, 1e-5), by_mask=True),
-    dict(type='PackDetInputs')
+# Mask2Former instance-segmentation baseline on the toy COCO instance data, CPU-sized: the panoptic baseline
+# (./mask2former_r18_1xb4-toy_coco-panoptic.py) for instances, as mmdet's Mask2Former instance config.
+_base_ = [
+    '../_base_/models/mask2former_r18_toy_instance.py', '../_base_/datasets/toy_coco_instance_lsj.py',
+    '../_base_/schedules/toy_2k_mask2former.py', '../_base_/toy_runtime_mmdet.py'
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile', to_float32=True),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
-]
-train_dataloader = dict(
-    dataset=dict(
-        type='CocoDataset',
-        metainfo=metainfo,
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(_delete_=True, img='train2017/'),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    dataset=dict(
-        type='CocoDataset',
-        metainfo=metainfo,
-        ann_file='annotations/instances_val2017.json',
-        data_prefix=dict(_delete_=True, img='val2017/'),
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(
-    _delete_=True,
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val2017.json',
-    metric=['bbox', 'segm'])
-test_evaluator = val_evaluator
+custom_imports = dict(imports=['mmcluster'], allow_failed_imports=False)
+
+train_dataloader = dict(batch_size=4)

@@ -17,24 +17,11 @@
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs128_poolformer_small_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
-    'mmpretrain::_base_/default_runtime.py',
+    'mmpretrain::_base_/default_runtime.py', './_base_/models/coc-tiny.py'
 ]
 custom_imports = dict(imports=['mmcluster'], allow_failed_imports=False)
 
-model = dict(
-    type='ImageClassifier',
-    # out_indices=(3, ): the stage-3 output through GroupNorm(1, C) (`norm6`), then global average pooling
-    # and a Linear head = the official classifier (GroupNorm - mean - Linear).
-    backbone=dict(type='ContextCluster', arch='tiny', out_indices=(3, ), drop_path_rate=0.1),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=320,
-        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        cal_acc=False,
-        init_cfg=dict(type='TruncNormal', layer='Linear', std=.02, bias=0.)),
-    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
+model = dict(train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]))
 
 # schedule: 5 warm-up epochs (1e-6 -> 1e-3), cosine to 1e-6 at epoch 300, constant 1e-6 for 10 more epochs
 # (mmengine schedulers stop updating after `end`). timm's cosine runs over epochs 0..300 with the warm-up

@@ -7,7 +7,7 @@
 #   downsampling is off: the appendix does not say whether HC-FCN uses it [open].
 # - no auxiliary head (mmseg's FCN has one on stage 3; the neck passes on only the top feature and the
 #   clusters). Pretrained init: the base's `open-mmlab://resnet101_v1c` (downloaded at init).
-_base_ = 'mmseg::fcn/fcn_r101-d8_4xb2-80k_cityscapes-512x1024.py'
+_base_ = ['mmseg::fcn/fcn_r101-d8_4xb2-80k_cityscapes-512x1024.py', './_base_/hcformer.py']
 custom_imports = dict(imports=['mmcluster'], allow_failed_imports=False)
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
@@ -26,12 +26,6 @@ model = dict(
         style='pytorch',
         dcn_downsampling=False,
         first_block_outs=True),
-    neck=dict(
-        type='HCFormerNeck',
-        in_channels=[256, 512, 1024, 2048],
-        level=3,
-        embed_dims=128,
-        init_scale=0.1,
-        coarse_inputs='first_block'),
+    neck=_base_.hcformer_neck,
     decode_head=dict(type='HCFCNHead', in_index=0, reg_weight=0.1, reg_mode='abs_of_sum'),
     auxiliary_head=None)

@@ -5,25 +5,10 @@
 # layers, 100 queries, masks decoded through the clusters). Pretrained init: the base's
 # `torchvision://resnet50` (downloaded at init). FrozenBN as in the official code (norm_eval=True; mmseg's
 # base keeps updating the BN statistics).
-_base_ = 'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py'
+_base_ = ['mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py', './_base_/hcformer.py']
 custom_imports = dict(imports=['mmdet.models', 'mmcluster'], allow_failed_imports=False)
 
 model = dict(
-    backbone=dict(type='HCResNet', dcn_downsampling=True, first_block_outs=True, norm_eval=True),
-    neck=dict(
-        type='HCFormerNeck',
-        in_channels=[256, 512, 1024, 2048],
-        level=3,
-        embed_dims=128,
-        init_scale=0.1,
-        coarse_inputs='first_block'),
-    decode_head=dict(
-        type='HCFormerSegHead',
-        in_channels=2048,
-        pixel_decoder=None,
-        num_transformer_feat_level=1,
-        transformer_decoder=dict(num_layers=8),
-        reg_weight=0.1,
-        reg_mode='abs_of_sum'))
-
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'neck': dict(lr_mult=0.1, decay_mult=1.0)}))
+    backbone=dict(_base_.hcformer_backbone, norm_eval=True), neck=_base_.hcformer_neck,
+    decode_head=_base_.hcformer_seg_head)
+optim_wrapper = dict(paramwise_cfg=_base_.hcformer_paramwise_cfg)

@@ -11,26 +11,9 @@
 # DCN main weights load from it, the new offset convs start at zero). FrozenBN as in the official code
 # (BN requires_grad False, norm_eval True: the base's setting).
 # Deviations: no AMP (the official training used it; add `optim_wrapper.type='AmpOptimWrapper'` on GPUs).
-_base_ = 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py'
+_base_ = ['mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py', './_base_/hcformer.py']
 custom_imports = dict(imports=['mmcluster'], allow_failed_imports=False)
 
 model = dict(
-    backbone=dict(type='HCResNet', dcn_downsampling=True, first_block_outs=True),
-    neck=dict(
-        type='HCFormerNeck',
-        in_channels=[256, 512, 1024, 2048],
-        level=3,
-        embed_dims=128,
-        init_scale=0.1,
-        coarse_inputs='first_block'),
-    panoptic_head=dict(
-        type='HCFormerHead',
-        in_channels=2048,
-        pixel_decoder=None,
-        num_transformer_feat_level=1,
-        transformer_decoder=dict(num_layers=8),  # + the initial prediction = 9 (config DEC_LAYERS=9)
-        reg_weight=0.1,
-        reg_mode='abs_of_sum'))
-
-# the official code keeps the clustering modules (and HCFormer+'s encoder) inside the backbone: same lr x0.1
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'neck': dict(lr_mult=0.1, decay_mult=1.0)}))
+    backbone=_base_.hcformer_backbone, neck=_base_.hcformer_neck, panoptic_head=_base_.hcformer_panoptic_head)
+optim_wrapper = dict(paramwise_cfg=_base_.hcformer_paramwise_cfg)

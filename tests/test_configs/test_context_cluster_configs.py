@@ -18,8 +18,8 @@ COC = REPO / 'configs' / 'context_cluster'
 CONFIGS = sorted(p.name for p in COC.glob('*.py'))
 TOY = {
     'coc-tiny_1xb32-toy_imagenet.py': ['accuracy/top1'],
-    'coc-tiny_mask-rcnn_1xb2-toy_coco.py': ['coco/bbox_mAP', 'coco/segm_mAP'],
-    'coc-tiny_fpn_1xb8-toy_ade20k-256x256.py': ['mIoU', 'aAcc'],
+    'mask-rcnn_coc-tiny-25_fpn_1xb2-toy_coco.py': ['coco/bbox_mAP', 'coco/segm_mAP'],
+    'fpn_coc-tiny-4_1xb8-toy_ade20k-256x256.py': ['mIoU', 'aAcc'],
 }
 FULL = [c for c in CONFIGS if c not in TOY]
 PROPOSAL = {'4': 2, '25': 5, '49': 7}  # "/4, /25, /49": centres per region -> per side
@@ -29,8 +29,8 @@ def test_expected_configs_present():
     assert set(TOY) <= set(CONFIGS)
     for size in ('small', 'medium'):
         for n in PROPOSAL:
-            assert f'coc-{size}-{n}_mask-rcnn_fpn_8xb2-1x_coco.py' in CONFIGS
-            assert f'coc-{size}-{n}_fpn_4xb4-80k_ade20k-512x512.py' in CONFIGS
+            assert f'mask-rcnn_coc-{size}-{n}_fpn_8xb2-1x_coco.py' in CONFIGS
+            assert f'fpn_coc-{size}-{n}_4xb4-80k_ade20k-512x512.py' in CONFIGS
         assert f'coc-{size}_8xb128_in1k.py' in CONFIGS
     assert 'coc-tiny_8xb128_in1k.py' in CONFIGS
 
@@ -43,7 +43,7 @@ def test_parses_and_builds(name):
     model = build(cfg)
     backbone = model.backbone
     assert type(backbone).__name__ == 'ContextCluster'
-    m = re.match(r'coc-(tiny|small|medium)(?:-(\d+))?_', name)
+    m = re.search(r'coc-(tiny|small|medium)(?:-(\d+))?_', name)
     arch = m.group(1)
     assert backbone.embed_dims == {'tiny': [32, 64, 196, 320], 'small': [64, 128, 320, 512],
                                    'medium': [64, 128, 320, 512]}[arch]
@@ -81,11 +81,11 @@ def test_imagenet_recipe(name):
 
 
 def test_dense_recipes():
-    det = Config.fromfile(str(COC / 'coc-small-4_mask-rcnn_fpn_8xb2-1x_coco.py'))
+    det = Config.fromfile(str(COC / 'mask-rcnn_coc-small-4_fpn_8xb2-1x_coco.py'))
     assert det.optim_wrapper.optimizer == dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
     assert det.train_dataloader.batch_size == 2 and det.auto_scale_lr.base_batch_size == 16
     assert det.model.data_preprocessor.pad_size_divisor == 32 and det.train_cfg.max_epochs == 12
-    seg = Config.fromfile(str(COC / 'coc-small-4_fpn_4xb4-80k_ade20k-512x512.py'))
+    seg = Config.fromfile(str(COC / 'fpn_coc-small-4_4xb4-80k_ade20k-512x512.py'))
     assert seg.optim_wrapper.optimizer == dict(type='AdamW', lr=1e-4, weight_decay=1e-4)
     assert seg.train_cfg.max_iters == 80000 and seg.param_scheduler[0].end == 80000
     assert seg.param_scheduler[0].power == 0.9 and seg.param_scheduler[0].eta_min == 0
@@ -95,24 +95,24 @@ def test_dense_recipes():
 def test_param_counts_against_paper():
     """Raw counts are exact; the paper's dense-task numbers (Small: Mask R-CNN 33.6M, Semantic FPN 17.7M) are
     reproduced by backbone / 2^20 + the rest of the model in units of 10^6 (33.66 and 17.76, given to one
-    decimal), i.e. the paper added its backbone size in its own /2^20 "M" (REFERENCE 1.5) to the heads' raw
+    decimal), i.e. the paper added its backbone size in its own /2^20 "M" (docs/context_cluster.md) to the heads' raw
     counts. The whole model in either unit is 2-4% off (raw 34.31 / 18.41, /2^20 32.72 / 17.56). The paper's
     Medium numbers (42.1M / 25.2M) fit no convention: Medium - Small must be the same for both tasks (the
     same backbone change) but the paper's differences are 8.5M and 7.5M; here they are both exactly the
     backbone difference (14.63M)."""
     counts = {}
-    for task, paper in (('mask-rcnn_fpn_8xb2-1x_coco', 33.6), ('fpn_4xb4-80k_ade20k-512x512', 17.7)):
+    for task, paper in (('mask-rcnn_coc-{}-4_fpn_8xb2-1x_coco', 33.6), ('fpn_coc-{}-4_4xb4-80k_ade20k-512x512', 17.7)):
         for size in ('small', 'medium'):
-            model = build(Config.fromfile(str(COC / f'coc-{size}-4_{task}.py')))
+            model = build(Config.fromfile(str(COC / (task.format(size) + '.py'))))
             counts[task, size] = (nparams(model), nparams(model.backbone))
         total, backbone = counts[task, 'small']
-        assert backbone == 14_145_048  # REFERENCE 1.3: small_feat5 without head 14.145M
+        assert backbone == 14_145_048  # the official small_feat5 without its head: 14.145M
         assert abs((backbone / 2**20 + (total - backbone) / 1e6) - paper) < 0.1
         assert 0.02 < abs(total / 1e6 - paper) / paper < 0.05
         medium_total, medium_backbone = counts[task, 'medium']
         assert medium_total - total == medium_backbone - backbone == 14_633_496
-    assert counts['mask-rcnn_fpn_8xb2-1x_coco', 'small'][0] == 34_312_456
-    assert counts['fpn_4xb4-80k_ade20k-512x512', 'small'][0] == 18_411_694
+    assert counts['mask-rcnn_coc-{}-4_fpn_8xb2-1x_coco', 'small'][0] == 34_312_456
+    assert counts['fpn_coc-{}-4_4xb4-80k_ade20k-512x512', 'small'][0] == 18_411_694
 
 
 def test_pretrained_backbone_as_documented(tmp_path):
@@ -123,7 +123,7 @@ def test_pretrained_backbone_as_documented(tmp_path):
     source = ContextCluster('small', out_indices=(0, 1, 2, 3))
     ckpt = tmp_path / 'coc-small_converted.pth'
     torch.save(dict(state_dict=source.state_dict(), meta=dict(norm_by='sim')), ckpt)
-    cfg = Config.fromfile(str(COC / 'coc-small-4_fpn_4xb4-80k_ade20k-512x512.py'))
+    cfg = Config.fromfile(str(COC / 'fpn_coc-small-4_4xb4-80k_ade20k-512x512.py'))
     cfg.merge_from_dict({'model.backbone.init_cfg._delete_': True, 'model.backbone.init_cfg.type': 'Pretrained',
                          'model.backbone.init_cfg.checkpoint': str(ckpt)})
     model = build(cfg)

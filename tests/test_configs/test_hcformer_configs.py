@@ -66,7 +66,7 @@ def test_r50_panoptic_parameter_breakdown():
     model = build(Config.fromfile(str(HC / 'hcformer_r50_8xb2-lsj-50e_coco-panoptic.py')))
     assert nparams(model) == 38_392_995
     assert nparams(model.neck) == 698_883  # sum over the 3 pairs of (C_f + C_c) * 128, + LN, + scales
-    assert nparams(model.panoptic_head) == 13_962_886  # REFERENCE 2.5: 13.96M for the 8-layer decoder
+    assert nparams(model.panoptic_head) == 13_962_886  # 13.96M for the 8-layer decoder (docs/hcformer.md)
     dcn = sum(p.numel() for n, p in model.backbone.named_parameters() if 'conv_offset' in n)
     assert dcn == sum(c * 27 * 9 + 27 + 2 * c * 3 + 3 for c in (128, 256, 512))  # 223,194: 3x3 + 1x1 offsets
 

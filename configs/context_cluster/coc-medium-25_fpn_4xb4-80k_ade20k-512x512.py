@@ -1,3 +1,0 @@
-# Semantic FPN 80k ADE20K, CoC-Medium/25 (5 x 5 centres per region). Paper: mIoU 40.6.
-_base_ = './coc-medium-4_fpn_4xb4-80k_ade20k-512x512.py'
-model = dict(backbone=dict(proposal=5))

@@ -1,3 +1,0 @@
-# Semantic FPN 80k ADE20K, CoC-Small/25 (5 x 5 centres per region). Paper: mIoU 36.4.
-_base_ = './coc-small-4_fpn_4xb4-80k_ade20k-512x512.py'
-model = dict(backbone=dict(proposal=5))

@@ -1,0 +1,61 @@
+"""configs/_base_ and the layout of configs/: the model bases copied from toolkit configs (mmdet / mmseg have no
+model base for Mask2Former and Deformable DETR) equal the toolkits' models, every base parses, and no config
+inherits from another model family's folder (families share only configs/_base_)."""
+import ast
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from mmengine.config import Config
+
+pytest.importorskip('mmdet.models')
+pytest.importorskip('mmseg.models')
+pytest.importorskip('mmpretrain.models')
+
+CONFIGS = REPO / 'configs'
+FAMILIES = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name != '_base_')
+ALL = sorted(p for p in CONFIGS.rglob('*.py'))
+
+
+def _strip_scope(obj):
+    if isinstance(obj, dict):
+        return {k: _strip_scope(v) for k, v in obj.items() if k != '_scope_'}
+    if isinstance(obj, (list, tuple)):
+        return [_strip_scope(v) for v in obj]
+    return obj
+
+
+@pytest.mark.parametrize('ours, theirs', [
+    ('models/mask2former_r50.py', 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco-panoptic.py'),
+    ('models/mask2former_r50_mmseg.py', 'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py'),
+    ('models/deformable-detr_r50.py', 'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py'),
+])
+def test_copied_model_bases_equal_the_toolkits(ours, theirs):
+    from mmengine.hub import get_config
+    mine = Config.fromfile(str(CONFIGS / '_base_' / ours)).to_dict()['model']
+    assert _strip_scope(mine) == _strip_scope(get_config(theirs).to_dict()['model'])
+
+
+def _local_bases(path: Path):
+    """The files named by `_base_` in a config (toolkit `pkg::` bases left out)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == '_base_' for t in node.targets):
+            names = ast.literal_eval(node.value)
+            for name in [names] if isinstance(names, str) else names:
+                if '::' not in name:
+                    yield (path.parent / name).resolve()
+
+
+def test_configs_inherit_only_shared_or_own_bases():
+    for path in ALL:
+        family = path.relative_to(CONFIGS).parts[0]
+        for base in _local_bases(path):
+            assert base.exists(), f'{path}: missing base {base}'
+            owner = base.relative_to(CONFIGS).parts[0]
+            assert owner in ('_base_', family), f'{path} inherits {base} of another family'
+
+
+@pytest.mark.parametrize('path', [p for p in ALL if '_base_' in p.parts], ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_bases_parse(path):
+    """The families' configs are parsed and built by their own tests; the bases alone here."""
+    Config.fromfile(str(path))
