@@ -17,8 +17,9 @@ those two mmcv 1.x modules into ``sys.modules`` (and removes them afterwards); t
 unmodified. Nothing of mmcluster is imported here, and no code is copied into the repository.
 
 What is stored (float64 throughout, a few tens of KB): for every case the input tokens ``x [B, N, C]``, the
-number of clusters and ``k``, the official ``idx_cluster [B, N]``, per-token scores ``s [B, N]`` and the
-official merged tokens with weights ``exp(s)`` (TCFormer's ``CTM`` weights) and with unit weights.
+number of clusters and ``k``, the ``token_mask`` of the padded case (True = valid), the official
+``idx_cluster [B, N]``, per-token scores ``s [B, N]`` and the official merged tokens with weights ``exp(s)``
+(TCFormer's ``CTM`` weights) and with unit weights.
 
 TCFormer adds ``U(0, 1) * 1e-6`` noise to the densities to break ties. Every case is run with several seeds and
 must give the same ``idx_cluster`` for all of them (the inputs have no densities or scores within the noise), so
@@ -79,21 +80,26 @@ def _commit(tcformer: Path) -> str:
 
 
 def make_cases():
-    """Small float64 inputs: (name, x, cluster_num, k)."""
+    """Small float64 inputs: (name, x, cluster_num, k, token_mask or None)."""
     g = torch.Generator().manual_seed(2022)
     cases = []
     # Gaussian tokens, N > 25 so torch.cdist takes its matrix-product path (as it does in the model)
-    cases.append(('gauss', torch.randn(2, 49, 16, generator=g, dtype=torch.float64), 13, 5))
+    cases.append(('gauss', torch.randn(2, 49, 16, generator=g, dtype=torch.float64), 13, 5, None))
     # a smooth 14x14 feature map (neighbouring tokens similar), ClusTR stage-1-like ratio 16
     fmap = torch.nn.functional.avg_pool2d(torch.randn(1, 8, 18, 18, generator=g, dtype=torch.float64), 5, 1)
-    cases.append(('smooth_map', fmap.flatten(2).transpose(1, 2).contiguous(), 13, 5))
+    cases.append(('smooth_map', fmap.flatten(2).transpose(1, 2).contiguous(), 13, 5, None))
     # few tokens, small k, few channels
-    cases.append(('small', torch.randn(2, 20, 4, generator=g, dtype=torch.float64), 5, 3))
+    cases.append(('small', torch.randn(2, 20, 4, generator=g, dtype=torch.float64), 5, 3, None))
     # a tight blob, a loose one and two outliers (chains of denser tokens differ from nearest centres)
     blob = 0.05 * torch.randn(8, 2, generator=g, dtype=torch.float64)
     loose = torch.tensor([1.5, 0.0], dtype=torch.float64) + 0.6 * torch.randn(9, 2, generator=g, dtype=torch.float64)
     out = torch.tensor([[-4.0, 0.3], [5.0, -0.2]], dtype=torch.float64)
-    cases.append(('blobs', torch.cat([blob, loose, out]).unsqueeze(0), 3, 3))
+    cases.append(('blobs', torch.cat([blob, loose, out]).unsqueeze(0), 3, 3, None))
+    # padded tokens (token_mask, 0 = padding): TCFormer sends every padded token to cluster 0
+    mask = torch.ones(2, 30, dtype=torch.long)
+    mask[0, [3, 11, 17, 29]] = 0
+    mask[1, [0, 1, 2, 20, 21]] = 0
+    cases.append(('masked', torch.randn(2, 30, 8, generator=g, dtype=torch.float64), 6, 5, mask))
     return cases
 
 
@@ -103,11 +109,11 @@ def _token_dict(x):
                 idx_token=torch.arange(N).expand(B, N).contiguous(), agg_weight=x.new_ones(B, N, 1))
 
 
-def run_case(official, name, x, cluster_num, k, g):
+def run_case(official, name, x, cluster_num, k, token_mask, g):
     results = []
     for seed in SEEDS:
         torch.manual_seed(seed)  # the official density noise
-        idx, num = official.cluster_dpc_knn(_token_dict(x), cluster_num, k=k)
+        idx, num = official.cluster_dpc_knn(_token_dict(x), cluster_num, k=k, token_mask=token_mask)
         results.append(idx)
     if any(not torch.equal(r, results[0]) for r in results):
         raise SystemExit(f'case {name}: the official result depends on the tie-breaking noise; change the input')
@@ -116,8 +122,11 @@ def run_case(official, name, x, cluster_num, k, g):
     s = torch.randn(B, N, generator=g, dtype=torch.float64)
     merged = official.merge_tokens(_token_dict(x), idx, num, s.exp().unsqueeze(-1))['x']
     merged_unit = official.merge_tokens(_token_dict(x), idx, num, None)['x']
-    return dict(name=name, x=x, cluster_num=int(num), k=k, idx_cluster=idx, score=s, x_merged=merged,
-                x_merged_unit=merged_unit)
+    out = dict(name=name, x=x, cluster_num=int(num), k=k, idx_cluster=idx, score=s, x_merged=merged,
+               x_merged_unit=merged_unit)
+    if token_mask is not None:
+        out['token_mask'] = token_mask > 0
+    return out
 
 
 def main(argv=None):

@@ -155,7 +155,13 @@ def _resolve_arch(arch: Union[str, Dict]) -> Dict:
 
 @register_module(MODELS)
 class ClusTR(BaseModule):
-    """ClusTR backbone (see the module docstring).
+    """ClusTR backbone (see the module docstring and ``docs/clustr.md``).
+
+    Deviations from the paper, each with its switch: tokens join the nearest cluster centre as in TCFormer's
+    DPC-kNN (``assign='parent'``: the nearest denser token, the paper's text); one clustering per layer shared
+    by all heads (``cluster_per_head=True``: Eq. 6's per-head ``Cluster(X W_i^K)``); distances scaled by
+    ``1/sqrt(C)`` (``dist_scale=False``: Eq. 1); the cluster merge is normalised (a softmax over each cluster's
+    scores; no switch, Eq. 3 leaves ``w_i`` undefined). No official code or weights exist.
 
     Args:
         arch: ``'tiny'``, ``'small'``, ``'base'`` (or ``'t'``, ``'s'``, ``'b'``), or a dict with ``depths``,

@@ -60,7 +60,13 @@ MULTISCALE_MODES = ('sum', 'concat')
 
 
 class ClusteringAttention(ClusterRecorder, nn.Module):
-    """MHMS-ClusAtt (paper Eq. 8 / Eq. 7); deviations from the paper in the module docstring.
+    """MHMS-ClusAtt (paper Eq. 8 / Eq. 7).
+
+    Deviations from the paper (details in the module docstring and ``docs/clustr.md``): tokens join the nearest
+    centre (``assign='parent'``: the nearest denser token, the paper's text); the merge is normalised, a softmax
+    over each cluster's scores (no switch); one clustering of the input serves all heads
+    (``cluster_per_head=True``: each head's keys are clustered, Eq. 6); distances are scaled by ``1/sqrt(C)``
+    (``dist_scale=False``: Eq. 1).
 
     Args:
         embed_dims: channels ``C``.

@@ -362,6 +362,11 @@ def dpc_knn(x: torch.Tensor,
             assign: str = 'center') -> Tuple[torch.Tensor, torch.Tensor]:
     """Cluster tokens with DPC-kNN (see the module docstring for the exact definition and tie rules).
 
+    With the defaults this reproduces TCFormer's official ``cluster_dpc_knn`` (stored-output test); deviations
+    from it (module docstring, ``docs/clustr.md``): deterministic tie-breaking instead of ``1e-6`` noise, padded
+    tokens joined to their nearest centre instead of cluster 0, ``k`` clipped to the number of tokens.
+    ``assign='parent'`` gives the paper's assignment (nearest denser token) instead of TCFormer's nearest centre.
+
     Args:
         x: tokens ``[B, N, C]`` (any float dtype; computed in float32, float64 stays float64).
         num_clusters: ``M`` with ``1 <= M <= N``.
