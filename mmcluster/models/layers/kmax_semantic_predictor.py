@@ -7,10 +7,15 @@ three dilated 3x3 convs (rates 6/12/18) and image pooling, 256 ch, projection + 
 stride-8 (-> 64 ch) and stride-4 (-> 32 ch) backbone maps via depthwise 5x5 + 1x1 convs; a depthwise 5x5 +
 1x1 block and a 1x1 classifier (``num_classes`` outputs, trunc-normal std 0.01). All resizes bilinear with
 ``align_corners = (W_in % 2 == 1)`` of the ASPP output, as the official code.
+
+Deviation: with a batch of one image in training (and no synchronised BN across processes), the image-pooling
+branch's BatchNorm uses its running statistics -- a single value per channel has no batch statistics (the
+official code raises there).
 """
 from typing import Optional, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -37,8 +42,19 @@ class KMaXASPP(nn.Module):
         self.proj_conv_bn_act = KMaXConvBN(5 * out_channels, out_channels, norm_cfg=norm_cfg, act='gelu')
         self.proj_drop = nn.Dropout(p=0.1)
 
+    def _image_pool(self, x: Tensor) -> Tensor:
+        pooled = F.adaptive_avg_pool2d(x, 1)
+        norm = self.aspp_pool.norm
+        synced = isinstance(norm, nn.SyncBatchNorm) and dist.is_available() and dist.is_initialized()
+        if self.training and x.shape[0] == 1 and not synced and isinstance(norm, nn.modules.batchnorm._BatchNorm):
+            # One value per channel has no batch statistics: normalise with the running ones (batch 1).
+            y = F.batch_norm(self.aspp_pool.conv(pooled), norm.running_mean, norm.running_var, norm.weight,
+                             norm.bias, False, 0.0, norm.eps)
+            return self.aspp_pool.act(y)
+        return self.aspp_pool(pooled)
+
     def forward(self, x: Tensor) -> Tensor:
-        pooled = self.aspp_pool(F.adaptive_avg_pool2d(x, 1))
+        pooled = self._image_pool(x)
         pooled = F.interpolate(pooled, size=x.shape[-2:], mode='bilinear', align_corners=x.shape[-1] % 2 == 1)
         out = torch.cat([self.aspp_conv0(x), self.aspp_conv1(x), self.aspp_conv2(x), self.aspp_conv3(x), pooled], 1)
         return self.proj_drop(self.proj_conv_bn_act(out))
