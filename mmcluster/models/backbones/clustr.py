@@ -93,29 +93,19 @@ class ClusTRMlp(nn.Module):
 
 
 class ClusTRBlock(nn.Module):
-    """Paper Eq. 9 with stochastic depth."""
+    """Paper Eq. 9 with stochastic depth; ``attn_cfg``: further arguments of :class:`ClusteringAttention`."""
 
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,
                  ratios: Sequence[float],
                  mlp_ratio: float,
-                 multiscale: str = 'sum',
-                 k: int = 5,
-                 dist_scale: bool = True,
-                 chunk_size: Optional[int] = None,
-                 assign: str = 'center',
-                 cluster_per_head: bool = False,
-                 qkv_bias: bool = True,
                  drop: float = 0.,
-                 attn_drop: float = 0.,
-                 drop_path: float = 0.) -> None:
+                 drop_path: float = 0.,
+                 attn_cfg: Optional[Dict] = None) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(embed_dims)
-        self.attn = ClusteringAttention(embed_dims, num_heads, ratios, multiscale=multiscale, k=k,
-                                        dist_scale=dist_scale, chunk_size=chunk_size, assign=assign,
-                                        cluster_per_head=cluster_per_head, qkv_bias=qkv_bias,
-                                        attn_drop=attn_drop, proj_drop=drop)
+        self.attn = ClusteringAttention(embed_dims, num_heads, ratios, proj_drop=drop, **(attn_cfg or {}))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(embed_dims)
         self.mlp = ClusTRMlp(embed_dims, int(embed_dims * mlp_ratio), drop)
@@ -233,6 +223,8 @@ class ClusTR(BaseModule):
         self.norm_eval = norm_eval
         self.embed_dims = dims
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        attn_cfg = dict(multiscale=multiscale, k=k, dist_scale=dist_scale, chunk_size=chunk_size, assign=assign,
+                        cluster_per_head=cluster_per_head, qkv_bias=qkv_bias, attn_drop=attn_drop_rate)
         self.patch_embeds = nn.ModuleList()
         self.stages = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -244,10 +236,8 @@ class ClusTR(BaseModule):
             self.stages.append(
                 nn.ModuleList(
                     ClusTRBlock(dims[i], heads[i], self.arch_settings['ratios'][i],
-                                self.arch_settings['mlp_ratios'][i], multiscale=multiscale, k=k,
-                                dist_scale=dist_scale, chunk_size=chunk_size, assign=assign,
-                                cluster_per_head=cluster_per_head, qkv_bias=qkv_bias,
-                                drop=drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[cur + j])
+                                self.arch_settings['mlp_ratios'][i], drop=drop_rate, drop_path=dpr[cur + j],
+                                attn_cfg=attn_cfg)
                     for j in range(depths[i])))
             self.norms.append(nn.LayerNorm(dims[i]))
             cur += depths[i]
