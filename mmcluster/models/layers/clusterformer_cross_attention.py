@@ -73,9 +73,12 @@ class RecurrentClusteringCrossAttention(nn.Module):
         """``query [B, Q, C]``, ``key`` / ``value [B, N, C]`` -> ``[B, Q, C]``.
 
         ``attn_mask``: bool ``[B*E, Q, N]`` or ``[Q, N]`` (True = masked), ``key_padding_mask``: bool ``[B, N]``
-        (True = padding; such tokens get no responsibility).
+        (True = padding; such tokens get no responsibility). Without ``key`` the memory ``value`` is also the
+        key (Deformable-DETR decoder layers call their cross-attention so); other keyword arguments of the
+        caller (reference points, spatial shapes, ...) are ignored.
         """
-        key = query if key is None else key
+        if key is None:  # Deformable-DETR decoders pass the memory as ``value`` only
+            key = value if value is not None else query
         value = key if value is None else value
         identity = query if identity is None else identity
         B, Q, C = query.shape
