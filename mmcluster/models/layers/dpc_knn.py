@@ -30,8 +30,9 @@ Deviations from TCFormer's ``cluster_dpc_knn`` and the switches (details in ``do
   agree, and TCFormer's result does not depend on its random seed; no switch (a random result cannot be
   reproduced or tested);
 * padded tokens (``token_mask``): TCFormer sets their distances to ``max(D) + 1`` of the whole *batch*, so every
-  padded token joins cluster 0 (all centres are equally far from it); here masked tokens are nobody's neighbour and join their
-  nearest centre (they should get zero weight in :func:`merge_tokens`). No switch (a padding artefact);
+  padded token joins cluster 0 (all centres are equally far from it); here masked tokens are nobody's
+  neighbour and join their nearest centre (give them zero weight in :func:`merge_tokens`). No switch (a padding
+  artefact);
 * ``k`` larger than the number of tokens: TCFormer's ``topk`` raises, here ``k`` is clipped;
 * ``rho`` and ``gamma`` compared in log space (below): the same order as the products unless they underflow.
 
@@ -52,10 +53,10 @@ Numerics:
 * Candidate distances come from the fast expansion ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` (one matrix product per
   block), whose rounding depends on the block shape. Every value that enters a decision is then **recomputed
   exactly** as ``sum_c (x_ic - x_jc)^2``: the ``k'`` nearest-neighbour distances of the density, the distances to
-  the few nearest denser tokens and the distances to the few nearest centres. These are symmetric and give exactly 0 between duplicated tokens, so exact ties (duplicated tokens,
-  mutual nearest neighbours) are broken by the rules above and the result does not depend on ``chunk_size``.
-  (Only near-ties below the expansion's rounding at a candidate boundary could differ, e.g. more than ``k'``
-  duplicates of a token.)
+  the few nearest denser tokens and the distances to the few nearest centres. These are symmetric and give
+  exactly 0 between duplicated tokens, so exact ties (duplicated tokens, mutual nearest neighbours) are broken
+  by the rules above and the result does not depend on ``chunk_size``. (Only near-ties below the expansion's
+  rounding at a candidate boundary could differ, e.g. more than ``k'`` duplicates of a token.)
 * Features are centred per sample before the fast expansion; everything runs under ``torch.no_grad()`` with
   autocast disabled, in float32 (float64 inputs stay float64): the assignment is not differentiable, gradients
   reach a model only through :func:`merge_tokens`.
@@ -64,8 +65,9 @@ Memory: no ``N x N`` matrix is materialised. Pass 1 computes distance rows in bl
 the ``k' = max(k, 16)`` nearest candidates per row. The nearest denser token is usually among them: if any kept
 neighbour is denser, the nearest kept denser one is the nearest denser token (every token closer than the
 ``k'``-th neighbour is kept). Only rows without a denser kept neighbour (local density peaks, a few percent)
-get a second, full-row pass (all samples of the batch in the same blocks, no per-sample loop). The assignment to the ``M`` centres is chunked ``[B, chunk, M]``. The default chunk
-keeps one block at about ``2**22`` elements (16 MiB in float32), see :func:`default_chunk_size`.
+get a second, full-row pass (all samples of the batch in the same blocks, no per-sample loop). The assignment
+to the ``M`` centres is chunked ``[B, chunk, M]``. The default chunk keeps one block at about ``2**22``
+elements (16 MiB in float32), see :func:`default_chunk_size`; the exact recomputation runs in cache-sized blocks.
 :func:`dpc_knn_dense` is the plain dense ``N x N`` form (same maths and tie rules, no exact recomputation).
 
 Several reduction ratios of one layer share the density and scores (they do not depend on ``M``):
