@@ -45,10 +45,10 @@ def test_full_configs_build_with_paper_settings(name):
     model = build(cfg)
     head = model.panoptic_head if hasattr(model, 'panoptic_head') else model.decode_head
     assert type(model.neck).__name__ == 'HCFormerNeck' and model.neck.level == 3
-    assert [m.temp.item() for m in model.neck.clustering_layers] == pytest.approx([0.1] * 3)
+    assert [m.scale.item() for m in model.neck.clustering_layers] == pytest.approx([0.1] * 3)
     assert {m.embed_dims for m in model.neck.clustering_layers} == {128}
     assert len(head.transformer_decoder.layers) == 8 and head.num_queries == 100
-    assert head.reg_weight == 0.1 and head.reg_mode == 'abs_of_sum'
+    assert head.loss_scale.loss_weight == 0.1 and head.loss_scale.mode == 'abs_of_sum'
     assert cfg.optim_wrapper.paramwise_cfg.custom_keys['neck'].lr_mult == 0.1
     assert cfg.optim_wrapper.optimizer.lr == 1e-4 and cfg.optim_wrapper.optimizer.weight_decay == 0.05
     if 'r50' in name:
@@ -62,13 +62,17 @@ def test_full_configs_build_with_paper_settings(name):
 
 
 def test_r50_panoptic_parameter_breakdown():
-    """38,392,995 parameters: ResNet-50 23.51M + DCNv2 offsets 0.22M, clustering 0.70M, head 13.96M."""
+    """38,440,483 parameters: ResNet-50 23.51M + official DCNv2 downsampling 0.27M, clustering 0.70M, head 13.96M."""
     model = build(Config.fromfile(str(HC / 'hcformer_r50_8xb2-lsj-50e_coco-panoptic.py')))
-    assert nparams(model) == 38_392_995
+    assert nparams(model) == 38_440_483
     assert nparams(model.neck) == 698_883  # sum over the 3 pairs of (C_f + C_c) * 128, + LN, + scales
-    assert nparams(model.panoptic_head) == 13_962_886  # 13.96M for the 8-layer decoder (docs/hcformer.md)
-    dcn = sum(p.numel() for n, p in model.backbone.named_parameters() if 'conv_offset' in n)
-    assert dcn == sum(c * 27 * 9 + 27 + 2 * c * 3 + 3 for c in (128, 256, 512))  # 223,194: 3x3 + 1x1 offsets
+    assert nparams(model.panoptic_head) == 13_962_886  # 8 decoder layers on a 2048-channel input
+    named = dict(model.backbone.named_parameters())
+    offsets = sum(p.numel() for n, p in named.items() if 'conv_offset' in n)
+    # official DeformConv: a 3x3 offset/mask conv for the 3x3 conv2 (27 outputs) AND the 1x1 shortcut (3 outputs)
+    assert offsets == sum(c * 27 * 9 + 27 + 2 * c * 3 * 9 + 3 for c in (128, 256, 512))  # 266,202
+    biases = sum(named[f'layer{n}.0.{m}.bias'].numel() for n in (2, 3, 4) for m in ('conv2', 'downsample.0'))
+    assert biases == sum(c + 4 * c for c in (128, 256, 512))  # zero-initialised deformable-conv biases
 
 
 def test_hc_fcn_config():

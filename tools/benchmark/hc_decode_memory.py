@@ -68,7 +68,7 @@ def clustering_unfold(mod, fine, coarse):
     f = F.unfold(F.pad(f, (0, 2 * wc - w, 0, 2 * hc - h)), 2, stride=2).view(b, e, 4, hc * wc)
     sim = torch.einsum('bekn,bepn->bkpn', cand, f).reshape(b, 9 * 4, hc * wc)
     sim = F.fold(sim, (2 * hc, 2 * wc), 2, stride=2).view(b, 9, 2 * hc, 2 * wc)[:, :, :h, :w]
-    logits = sim / (mod.temp.abs() + mod.eps)
+    logits = sim / (mod.scale.abs() + mod.eps)
     logits = logits.masked_fill(~hc_candidate_valid(h, w), torch.finfo(logits.dtype).min)
     return logits.softmax(1)
 

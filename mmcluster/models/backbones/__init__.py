@@ -1,6 +1,7 @@
 from .clustr import ClusTR
 from .context_cluster import ContextCluster
 from .hc_resnet import HCResNet
+from .hc_swin import HCSwinTransformer
 from .clusterformer import ClusterFormer
 
-__all__ = ['ContextCluster', 'ClusTR', 'HCResNet', 'ClusterFormer']
+__all__ = ['ContextCluster', 'ClusTR', 'HCResNet', 'HCSwinTransformer', 'ClusterFormer']

@@ -9,15 +9,16 @@ its feed-forward path, with two options:
 
 * ``dcn_downsampling=True``: the strided 3x3 convolution of the first block of stages 2-4 (``conv2`` of a
   ``pytorch``-style Bottleneck, ``conv1`` of a BasicBlock or a ``caffe``-style Bottleneck) and the strided 1x1
-  convolution of its shortcut become modulated deformable convolutions (mmcv
-  ``ModulatedDeformConv2dPack``: an offset/mask convolution with ``3 k^2`` output channels, zero-initialised,
-  offsets = first two thirds, mask = sigmoid of the last third; the same chunk layout as the official
-  ``DeformConv``). The main weight keeps the convolution's state-dict key (``layerN.0.conv2.weight``,
-  ``layerN.0.downsample.0.weight``), so ImageNet checkpoints (``torchvision://resnet50``) load unchanged;
-  only the new ``conv_offset.*`` are missing. With the zero-initialised offset/mask convolution the layer
-  starts as the plain strided convolution scaled by ``sigmoid(0) = 0.5`` (the standard DCNv2 start, also
-  the official code's; with frozen BN statistics the pretrained block's branch starts at half scale and the
-  mask convolution learns it back).
+  convolution of its shortcut become modulated deformable convolutions (DCNv2) exactly as the official
+  ``DeformConv``: the offsets and mask of **both** are predicted by a **3x3, padding-1** convolution with the
+  layer's stride and ``3 k^2`` output channels (27 for the 3x3, 3 for the 1x1 shortcut), zero-initialised;
+  offsets = first two thirds, mask = sigmoid of the last third; and the deformable convolution has a
+  **bias**, zero-initialised. (mmcv's ``ModulatedDeformConv2dPack`` would predict the shortcut's offsets with a
+  1x1 convolution and, like the replaced convolution, have no bias: both block official weights and change the
+  model.) The main weight keeps the convolution's state-dict key (``layerN.0.conv2.weight``,
+  ``layerN.0.downsample.0.weight``), so ImageNet checkpoints (``torchvision://resnet50``) load unchanged; only
+  the new ``bias`` and ``conv_offset.*`` are missing. With zero offsets and mask ``sigmoid(0) = 0.5`` each
+  layer starts as half the plain strided convolution (the standard DCNv2 start, also the official code's).
   Shortcuts with ``avg_down`` (pooling, then a stride-1 convolution) keep their convolution.
 * ``first_block_outs=True``: ``forward`` returns the stage outputs followed by the first-block outputs of
   stages 2-4, i.e. ``(res2, res3, res4, res5, b3, b4, b5)`` with ``b_{l+1} = layer_{l+1}[0](res_l)``; the
@@ -26,8 +27,9 @@ its feed-forward path, with two options:
 """
 from typing import Tuple
 
+import torch
 import torch.nn as nn
-from mmcv.ops import ModulatedDeformConv2dPack
+from mmcv.ops import ModulatedDeformConv2d, modulated_deform_conv2d
 from mmdet.models.backbones import ResNet
 from mmengine.model import Sequential
 from torch import Tensor
@@ -35,14 +37,30 @@ from torch import Tensor
 from mmcluster.registry import MODELS, register_module
 
 
-class DCNv2Downsample(ModulatedDeformConv2dPack):
-    """A strided modulated deformable convolution that replaces a downsampling convolution.
+class DCNv2Downsample(ModulatedDeformConv2d):
+    """A strided modulated deformable convolution replacing a downsampling convolution (official
+    ``DeformConv``).
+
+    Offsets and mask come from ``conv_offset``: a 3x3, padding-1 convolution with the layer's stride and
+    ``3 k^2`` output channels, whatever the kernel size ``k`` (so a 1x1 shortcut sees a 3x3 neighbourhood to
+    place its one sampling point); chunk order offsets-y/x then mask, as mmcv's and the official layer's.
 
     ``init_weights`` re-initialises the main weight like mmdet's ResNet initialises a ``Conv2d`` (Kaiming
-    normal, fan-out, ReLU) and zero-initialises the offset/mask convolution (zero offsets, mask 0.5: the layer
-    starts as half the convolution it replaces). mmengine calls it after the parent's layer-wise init and before any
-    ``Pretrained`` init_cfg, which then overwrites the main weight.
+    normal, fan-out, ReLU) and zero-initialises the bias and the offset/mask convolution (zero offsets, mask
+    0.5). mmengine calls it after the parent's layer-wise init and before any ``Pretrained`` init_cfg, which
+    then overwrites the main weight.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding: of the replaced convolution.
+        bias: give the deformable convolution a bias (official: True).
     """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=2, padding=0,
+                 bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        self.conv_offset = nn.Conv2d(in_channels, 3 * self.kernel_size[0] * self.kernel_size[1], 3,
+                                     stride=self.stride, padding=1, bias=True)
+        self.init_weights()
 
     def init_weights(self) -> None:
         nn.init.kaiming_normal_(self.weight, mode='fan_out', nonlinearity='relu')
@@ -52,12 +70,18 @@ class DCNv2Downsample(ModulatedDeformConv2dPack):
             nn.init.zeros_(self.conv_offset.weight)
             nn.init.zeros_(self.conv_offset.bias)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        o1, o2, mask = torch.chunk(self.conv_offset(x), 3, dim=1)
+        return modulated_deform_conv2d(x, torch.cat((o1, o2), dim=1), torch.sigmoid(mask), self.weight,
+                                       self.bias, self.stride, self.padding, self.dilation, self.groups,
+                                       self.deform_groups)
+
     @classmethod
     def from_conv(cls, conv: nn.Conv2d) -> 'DCNv2Downsample':
-        if conv.groups != 1:
-            raise ValueError('grouped downsampling convolutions are not supported')
+        if conv.groups != 1 or conv.dilation not in (1, (1, 1)):
+            raise ValueError('grouped or dilated downsampling convolutions are not supported')
         dcn = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                  padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None)
+                  padding=conv.padding, bias=True).to(conv.weight.device, conv.weight.dtype)
         dcn.weight.data.copy_(conv.weight.data)  # as the official code does (re-initialised by init_weights)
         if conv.bias is not None:
             dcn.bias.data.copy_(conv.bias.data)
@@ -72,6 +96,15 @@ def _is_strided(conv: nn.Module) -> bool:
 class HCResNet(ResNet):
     """mmdet ResNet with HCFormer's DCNv2 downsampling and first-block outputs (see the module docstring).
 
+    Backbone conventions are mmdet ResNet's: ``depth`` (18, 34, 50, 101, 152; the variant), ``in_channels``,
+    ``out_indices``, ``frozen_stages`` (the deformable layers of frozen stages are frozen too), ``norm_eval``,
+    ``init_cfg`` (``Pretrained`` loads ImageNet or converted weights).
+
+    Deviations from the official ``HCResNet``: BatchNorm with ``requires_grad=False`` and ``norm_eval=True``
+    in the configs instead of detectron2's FrozenBatchNorm (same function; the converter adds the
+    ``num_batches_tracked`` counters the official checkpoints lack); the official layer casts the input of the
+    deformable convolution to float32 under AMP, this one does not.
+
     Args:
         dcn_downsampling: replace the strided convolutions of the first block of stages 2-4 (and of its
             shortcut) by DCNv2. Defaults to False (``RESNETS.DOWNSAMPLING='conv'``); the HCFormer ResNet
@@ -81,6 +114,9 @@ class HCResNet(ResNet):
     """
 
     def __init__(self, *args, dcn_downsampling: bool = False, first_block_outs: bool = False, **kwargs) -> None:
+        depth = kwargs.get('depth', args[0] if args else None)
+        if depth not in self.arch_settings:
+            raise ValueError(f'invalid depth {depth!r} for HCResNet; valid depths: {sorted(self.arch_settings)}')
         super().__init__(*args, **kwargs)
         self.dcn_downsampling = dcn_downsampling
         self.first_block_outs = first_block_outs

@@ -21,8 +21,15 @@ decoder**:
 Everything else is mmdet's: Hungarian matching with point-sampled costs, ``MaskPseudoSampler``, the
 point-sampled CE / dice losses with importance sampling (``get_uncertain_point_coords_with_randomness``),
 ``preprocess_gt`` and, in the detector, ``MaskFormerFusionHead`` for panoptic / instance / semantic outputs.
-The losses also get ``loss_hc_scale`` = the L1 regulariser of the clustering scales (paper: weight 0.1;
-``reg_mode='abs_of_sum'`` = official code ``0.1 * |sum s|``, ``'sum_of_abs'`` = paper ``0.1 * sum |s|``).
+The losses also get ``loss_hc_scale``, the L1 regulariser of the clustering scales, computed by the loss module
+``loss_scale`` (default ``dict(type='HCScaleLoss', loss_weight=0.1, mode='abs_of_sum')`` = official code
+``0.1 * |sum s|``; ``mode='sum_of_abs'`` = paper ``0.1 * sum |s|``; ``None`` disables it).
+
+Official checkpoints (``sem_seg_head.predictor.*`` of ``HCTransformerDecoder``) load through
+``tools/model_converters/hcformer2mmcluster.py``; key layout and deviations in ``docs/hcformer.md``. Deviations
+from the official decoder: none in the forward computation (same layer order, post-norm, attention-mask rule
+and reset, single-level memory with ``level_embed``, sine encoding); in training the official code decodes
+the concatenation of all predictions in one call, this head decodes them one by one (same values).
 
 Input contract: ``x`` = ``(feat, assigns[, scales])``, i.e. the :class:`~mmcluster.models.necks.HCFeatures`
 that :class:`~mmcluster.models.necks.HCFormerNeck` returns (``assigns`` coarse-to-fine; ``scales`` the
@@ -47,9 +54,11 @@ from mmengine.config import ConfigDict
 from mmengine.model import caffe2_xavier_init
 from torch import Tensor
 
-from mmcluster.models.layers.hc_clustering import REG_MODES, hc_scale_regulariser
 from mmcluster.models.layers.hc_decode import hc_decode_hierarchy
 from mmcluster.registry import MODELS, register_module
+
+#: the official regulariser: ``0.1 * |sum_i s_i|`` (``docs/hcformer.md``)
+SCALE_LOSS = dict(type='HCScaleLoss', loss_weight=0.1, mode='abs_of_sum')
 
 DECODER_8_LAYERS = dict(
     return_intermediate=True,
@@ -75,6 +84,25 @@ def unpack_hc_features(x) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     return x[0], list(x[1]), scales
 
 
+def legacy_scale_loss(loss_scale: Optional[dict], legacy: dict) -> Optional[dict]:
+    """TEMPORARY (until configs/hcformer/ is migrated): ``reg_weight`` / ``reg_mode`` -> ``loss_scale``."""
+    unknown = set(legacy) - {'reg_weight', 'reg_mode'}
+    if unknown:
+        raise TypeError(f'unexpected keyword arguments {sorted(unknown)}')
+    if not legacy:
+        return loss_scale
+    weight = legacy.get('reg_weight', 0.1)
+    return None if not weight else dict(type='HCScaleLoss', loss_weight=weight,
+                                        mode=legacy.get('reg_mode', 'abs_of_sum'))
+
+
+def scale_losses(loss_scale, scales: Sequence[Tensor]) -> Dict[str, Tensor]:
+    """``{'loss_hc_scale': loss_scale(scales)}``, or ``{}`` without a loss module or without scales."""
+    if loss_scale is None or not scales:
+        return {}
+    return dict(loss_hc_scale=loss_scale(scales))
+
+
 @register_module(MODELS)
 class HCFormerHead(Mask2FormerHead):
     """HCFormer head: Mask2Former's masked-attention decoder on the stride-32 feature, cluster-based decoding.
@@ -88,8 +116,8 @@ class HCFormerHead(Mask2FormerHead):
             FFN 2048, dropout 0 -- paper).
         positional_encoding: sine encoding of the memory. Defaults to ``num_feats=128, normalize=True``.
         loss_cls, loss_mask, loss_dice: as in ``Mask2FormerHead`` (weights 2 / 5 / 5).
-        reg_weight: weight of the scale regulariser ``loss_hc_scale`` (paper: 0.1; 0 disables it).
-        reg_mode: ``'abs_of_sum'`` (official code) or ``'sum_of_abs'`` (paper).
+        loss_scale: config of the scale regulariser ``loss_hc_scale`` (a
+            :class:`~mmcluster.models.losses.HCScaleLoss`; default: official, weight 0.1); None disables it.
         enforce_decoder_input_project: keep a 1x1 input projection also when ``in_channels == feat_channels``.
         pixel_decoder: must be None (accepted so that configs inheriting mmdet's Mask2Former can set it so).
         num_transformer_feat_level: must be 1 (single-level memory).
@@ -112,15 +140,16 @@ class HCFormerHead(Mask2FormerHead):
                                         loss_weight=5.0),
                  loss_dice: dict = dict(type='DiceLoss', use_sigmoid=True, activate=True, reduction='mean',
                                         naive_dice=True, eps=1.0, loss_weight=5.0),
-                 reg_weight: float = 0.1,
-                 reg_mode: str = 'abs_of_sum',
+                 loss_scale: Optional[dict] = SCALE_LOSS,
                  enforce_decoder_input_project: bool = False,
                  pixel_decoder: Optional[dict] = None,
                  num_transformer_feat_level: int = 1,
                  strides: Optional[Sequence[int]] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
-                 init_cfg=None) -> None:
+                 init_cfg=None,
+                 **legacy) -> None:
+        loss_scale = legacy_scale_loss(loss_scale, legacy)
         # Mask2FormerHead.__init__ builds a pixel decoder: skip it (and AnchorFreeHead's) like mmdet does
         super(AnchorFreeHead, self).__init__(init_cfg=init_cfg)
         if pixel_decoder is not None:
@@ -129,8 +158,6 @@ class HCFormerHead(Mask2FormerHead):
         if num_transformer_feat_level != 1:
             raise ValueError(f'HCFormerHead uses a single-level memory; num_transformer_feat_level must be 1, '
                              f'got {num_transformer_feat_level}')
-        if reg_mode not in REG_MODES:
-            raise ValueError(f'reg_mode must be one of {REG_MODES}, got {reg_mode!r}')
         if not isinstance(in_channels, int):
             in_channels = list(in_channels)[-1]
         self.in_channels = in_channels
@@ -139,8 +166,7 @@ class HCFormerHead(Mask2FormerHead):
         self.num_classes = num_things_classes + num_stuff_classes
         self.num_queries = num_queries
         self.num_transformer_feat_level = 1
-        self.reg_weight = reg_weight
-        self.reg_mode = reg_mode
+        self.loss_scale = MODELS.build(loss_scale) if loss_scale is not None else None
 
         decoder_cfg = ConfigDict(copy.deepcopy(transformer_decoder or DECODER_8_LAYERS))
         self.num_heads = decoder_cfg.layer_cfg.cross_attn_cfg.num_heads
@@ -240,11 +266,8 @@ class HCFormerHead(Mask2FormerHead):
         return cls_preds, mask_preds
 
     def loss_scales(self, x) -> Dict[str, Tensor]:
-        """``{'loss_hc_scale': reg_weight * L_reg}`` from the scales carried by ``x`` (empty without them)."""
-        scales = unpack_hc_features(x)[2]
-        if not scales or self.reg_weight == 0:
-            return {}
-        return dict(loss_hc_scale=hc_scale_regulariser(scales, self.reg_weight, self.reg_mode))
+        """``{'loss_hc_scale': loss_scale(scales)}`` from the scales carried by ``x`` (empty without them)."""
+        return scale_losses(self.loss_scale, unpack_hc_features(x)[2])
 
     def loss(self, x, batch_data_samples) -> Dict[str, Tensor]:
         """Mask2Former losses on every (decoded) prediction + ``loss_hc_scale``."""

@@ -10,13 +10,13 @@
   assignments (Eq. 5) to stride ``32 / 2**level`` instead of being upsampled bilinearly; mmseg's
   ``loss_by_feat`` / ``predict_by_feat`` then resize to the label / image size as usual. The decoded
   quantity is the logit map (each decoded logit is a convex combination of the 9 candidate cells' logits);
-  the paper does not say whether logits or probabilities are decoded. ``loss_hc_scale`` is added to the
-  losses as in HCFormer.
+  the paper does not say whether logits or probabilities are decoded. ``loss_hc_scale`` (the ``loss_scale``
+  module) is added to the losses as in HCFormer.
 
 Both take the :class:`~mmcluster.models.necks.HCFeatures` ``(feat, assigns, scales)`` of
 :class:`~mmcluster.models.necks.HCFormerNeck` as input (``model.neck``).
 """
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +24,9 @@ from mmengine.structures import InstanceData
 from mmseg.models.decode_heads import FCNHead
 from torch import Tensor
 
-from mmcluster.models.layers.hc_clustering import REG_MODES, hc_scale_regulariser
 from mmcluster.models.layers.hc_decode import hc_decode_hierarchy
 from mmcluster.registry import MODELS, register_module
-from .hcformer_head import HCFormerHead, unpack_hc_features
+from .hcformer_head import SCALE_LOSS, HCFormerHead, legacy_scale_loss, scale_losses, unpack_hc_features
 
 
 def sem_seg_to_instances(batch_data_samples, ignore_index: int = 255) -> Tuple[List[InstanceData], List[dict]]:
@@ -95,22 +94,21 @@ class HCFCNHead(FCNHead):
     """HC-FCN-32s (paper Appendix E.1): FCN head on the stride-32 feature, logits decoded by the clusters.
 
     Args:
-        reg_weight: weight of ``loss_hc_scale`` (0 disables it). Defaults to 0.1.
-        reg_mode: ``'abs_of_sum'`` (official HCFormer code) or ``'sum_of_abs'`` (paper).
+        loss_scale: config of the scale regulariser ``loss_hc_scale``
+            (:class:`~mmcluster.models.losses.HCScaleLoss`, default as HCFormer's); None disables it.
         **kwargs: mmseg ``FCNHead`` arguments (``in_channels`` = channels of the top feature, ``channels``,
             ``num_convs``, ``concat_input``, ``num_classes``, ...). ``in_index`` is fixed to 0 (the top feature
             of :class:`HCFeatures`) and ``input_transform`` must be None.
     """
 
-    def __init__(self, reg_weight: float = 0.1, reg_mode: str = 'abs_of_sum', **kwargs) -> None:
+    def __init__(self, loss_scale: Optional[dict] = SCALE_LOSS, **kwargs) -> None:
+        loss_scale = legacy_scale_loss(loss_scale, {k: kwargs.pop(k) for k in ('reg_weight', 'reg_mode')
+                                                    if k in kwargs})
         if kwargs.get('input_transform') is not None or kwargs.get('in_index', 0) != 0:
             raise ValueError('HCFCNHead reads the top feature of HCFeatures: leave in_index=0, input_transform=None')
-        if reg_mode not in REG_MODES:
-            raise ValueError(f'reg_mode must be one of {REG_MODES}, got {reg_mode!r}')
         kwargs['in_index'] = 0
         super().__init__(**kwargs)
-        self.reg_weight = reg_weight
-        self.reg_mode = reg_mode
+        self.loss_scale = MODELS.build(loss_scale) if loss_scale is not None else None
 
     def forward(self, inputs) -> Tensor:
         feat, assigns, _ = unpack_hc_features(inputs)
@@ -119,7 +117,5 @@ class HCFCNHead(FCNHead):
 
     def loss(self, inputs, batch_data_samples, train_cfg) -> Dict[str, Tensor]:
         losses = super().loss(inputs, batch_data_samples, train_cfg)
-        scales = unpack_hc_features(inputs)[2]
-        if scales and self.reg_weight:
-            losses['loss_hc_scale'] = hc_scale_regulariser(scales, self.reg_weight, self.reg_mode)
+        losses.update(scale_losses(self.loss_scale, unpack_hc_features(inputs)[2]))
         return losses

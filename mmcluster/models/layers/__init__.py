@@ -1,7 +1,7 @@
 from .clustering_attention import ClusteringAttention
 from .context_cluster import ContextClusterLayer
 from .dpc_knn import cluster_softmax_weights, dpc_knn, dpc_knn_dense, dpc_knn_multi, merge_tokens
-from .hc_clustering import HCClustering, hc_scale_regulariser
+from .hc_clustering import HCClustering
 from .hc_decode import hc_decode, hc_decode_hierarchy
 from .kmax_axial_attention import KMaXAxialAttention, KMaXAxialAttention2D, KMaXRelativePositionalEncoding
 from .kmax_blocks import KMaXBlock, KMaXBlockGroup, KMaXLayerNorm2d, KMaXResizedFuse
@@ -18,10 +18,10 @@ from .clusterformer_cross_attention import RecurrentClusteringCrossAttention
 __all__ = [
     'ContextClusterLayer', 'ClusteringAttention', 'dpc_knn', 'dpc_knn_multi', 'dpc_knn_dense', 'merge_tokens',
     'cluster_softmax_weights',
-    'HCClustering', 'hc_scale_regulariser', 'hc_decode', 'hc_decode_hierarchy',
+    'HCClustering', 'hc_decode', 'hc_decode_hierarchy',
     'KMaXConvBN', 'build_kmax_norm', 'KMaXPredictor', 'KMeansCrossAttentionLayer', 'KMaXTransformerDecoder',
     'KMaXAxialAttention', 'KMaXAxialAttention2D', 'KMaXRelativePositionalEncoding', 'KMaXBlock', 'KMaXBlockGroup',
     'KMaXLayerNorm2d', 'KMaXResizedFuse', 'KMaXSemanticPredictor',
     'RecurrentCrossAttentionClustering', 'FeatureDispatch', 'ClusterFormerMixer',
-    'RecurrentClusteringCrossAttention',
+    'RecurrentClusteringCrossAttention'
 ]

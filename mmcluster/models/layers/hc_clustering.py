@@ -1,5 +1,6 @@
 """The clustering module of HCFormer ("clustering after downsampling", paper Eq. 3 with the local attention of
-Sec. 2.4 / Appendix B) and the L1 regulariser on its scales.
+Sec. 2.4 / Appendix B). The L1 regulariser on its scale is a loss:
+:class:`~mmcluster.models.losses.HCScaleLoss`. Equations, symbols and deviations: ``docs/hcformer.md``.
 
 Paper: Teppei Suzuki, "Clustering as Attention: Unified Image Segmentation with Hierarchical Clustering"
 (arXiv 2205.09949).
@@ -12,11 +13,21 @@ made from it (``[B, C_c, ceil(H/2), ceil(W/2)]``), the module computes
   normalisation per pixel, so that inner products are cosine similarities;
 * for each fine pixel ``p`` and each of its 9 candidate cells ``q(p) + o_k`` (the 3x3 neighbourhood of the
   parent cell ``q(p) = (floor(i/2), floor(j/2))``; order ``k = 3 (dy + 1) + (dx + 1)``, see
-  :mod:`~mmcluster.models.layers.hc_decode`) the similarity ``s_kp = <f_p, c_{q(p) + o_k}>``;
-* the soft assignment ``A_kp = softmax_k(s_kp / (|s| + 1e-8))`` with one learnable scalar ``s`` per module
-  (init 0.1; the official code calls it ``temp``). Candidates outside the coarse map get logit
+  :mod:`~mmcluster.models.layers.hc_decode`) the similarity ``sim_kp = <f_p, c_{q(p) + o_k}>``;
+* the soft assignment ``A_kp = softmax_k(sim_kp / (|s| + 1e-8))`` with one learnable scalar ``s`` per module
+  (the parameter ``scale``, init 0.1; the official code calls it ``temp``, and the converter
+  ``tools/model_converters/hcformer2mmcluster.py`` maps it). Candidates outside the coarse map get logit
   ``finfo.min`` before the softmax, i.e. weight exactly 0. As ``s -> 0`` the assignment becomes the hard
   arg-max assignment of Eq. 2.
+
+Deviations from the official ``Clustering`` (each changes nothing for the even-sized maps the official code
+accepts, except where said):
+
+* off-map candidates are masked by position; the official code masks every candidate whose similarity is
+  exactly 0 (``-1e12`` added), which also catches an on-map candidate orthogonal to the pixel (measure zero);
+* odd map sizes work (the official 2x2 unfold / fold needs even sizes);
+* ``scale`` is a 0-d parameter (official ``temp``: shape ``[1]``; the converter reshapes it);
+* the LayerNorm is folded into the projection (below): equal up to float rounding.
 
 Output: ``A`` of shape ``[B, 9, H, W]``, ``sum_k A = 1``. Odd ``H`` / ``W`` are handled (the coarse map is
 ``ceil(H/2) x ceil(W/2)``, as a padded stride-2 convolution or patch merging produces); any other coarse
@@ -31,49 +42,42 @@ and ``s_k`` is a multiply + sum over the contiguous last dimension: 9 shifted pr
 of either map, plain autograd. Compared with the unfold / einsum / fold form of the paper's Listing 1:
 ``tools/benchmark/hc_decode_memory.py --op clustering``.
 """
-from typing import Sequence
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
 
+from mmcluster.models.utils.cluster_record import ClusterRecorder
 from mmcluster.registry import MODELS, register_module
-from .hc_decode import HC_OFFSETS, NUM_CANDIDATES, hc_coarse_size
-
-REG_MODES = ('abs_of_sum', 'sum_of_abs')
-
-
-def hc_scale_regulariser(scales: Sequence[Tensor], weight: float = 0.1,
-                         mode: str = 'abs_of_sum') -> Tensor:
-    """L1 regulariser on the clustering scales: ``weight * |sum_i s_i|`` (``'abs_of_sum'``, official code) or
-    ``weight * sum_i |s_i|`` (``'sum_of_abs'``, paper Sec. 3.1). Equal while every ``s_i >= 0``."""
-    if mode not in REG_MODES:
-        raise ValueError(f'mode must be one of {REG_MODES}, got {mode!r}')
-    if len(scales) == 0:
-        raise ValueError('no scales to regularise')
-    s = torch.stack([torch.as_tensor(t).reshape(()) for t in scales])
-    reg = s.sum().abs() if mode == 'abs_of_sum' else s.abs().sum()
-    return weight * reg
+from .hc_decode import HC_OFFSETS, NUM_CANDIDATES, hc_coarse_size, hc_parent_index
 
 
 @register_module(MODELS)
-class HCClustering(BaseModule):
+class HCClustering(BaseModule, ClusterRecorder):
     """HCFormer clustering module: soft assignment of a fine map's pixels to 9 candidate coarse cells.
+
+    Cluster records (:func:`~mmcluster.models.utils.cluster_record.recording_clusters`): one ``'hard'`` record
+    per call, ``assignment[b, n]`` = the flat index ``qy * Wc + qx`` of the coarse-map cell that fine pixel
+    ``n`` (row-major on the ``H x W`` fine grid) gives the largest weight; ``spatial_shape = (H, W)``,
+    ``cluster_shape = (Hc, Wc)``, ``num_clusters = Hc * Wc``, ``meta = {'scale': s}``. The neck adds
+    ``parent`` (the record of the next-coarser level, whose fine grid is this coarse grid) so that a
+    visualiser can compose the levels into partitions of the finest grid.
 
     Args:
         fine_channels: channels ``C_f`` of the fine map (before the downsampling).
         coarse_channels: channels ``C_c`` of the coarse map (after the downsampling).
         embed_dims: ``C_F``, the dimension of the cosine-similarity space. Defaults to 128 (paper).
-        init_scale: initial value of the scale ``s``. Defaults to 0.1 (paper, Appendix D).
+        init_scale: initial value of the scale ``s`` (parameter ``scale``). Defaults to 0.1 (paper, Appendix D;
+            official HCSwin 0.1, official HCResNet class default 0.05 overridden to 0.1 by its configs).
         eps: added to ``|s|`` in the softmax temperature. Defaults to 1e-8 (official code).
         norm_eps: LayerNorm epsilon. Defaults to 1e-5 (``nn.LayerNorm``'s default; the official value is
             not documented).
         init_cfg: mmengine init config. The projections are xavier-normal initialised at construction.
 
-    Parameter names follow the official code (``fine_norm``, ``coarse_norm``, ``fine_emb``, ``coarse_emb``,
-    ``temp``) so its checkpoints map one to one.
+    Parameter names follow the official code (``fine_norm``, ``coarse_norm``, ``fine_emb``, ``coarse_emb``)
+    except ``scale`` (official ``temp``, shape ``[1]``), which the converter renames and reshapes.
+    Deviations: see the module docstring.
     """
 
     def __init__(self, fine_channels: int, coarse_channels: int, embed_dims: int = 128,
@@ -89,17 +93,29 @@ class HCClustering(BaseModule):
         self.fine_emb = nn.Conv2d(fine_channels, embed_dims, 1, bias=False)
         self.coarse_emb = nn.Conv2d(coarse_channels, embed_dims, 1, bias=False)
         #: the paper's scale ``s`` (a 0-d parameter)
-        self.temp = nn.Parameter(torch.tensor(float(init_scale)))
+        self.scale = nn.Parameter(torch.tensor(float(init_scale)))
+        # (own name, parent's name) relative to the owner that links the levels (see set_record_parent)
+        self._record_link = None
         self.reset_parameters()
+
+    def set_record_parent(self, own_name: str, parent_name: str) -> None:
+        """Link this module's cluster records to those of ``parent_name`` (the module clustering the next-coarser
+        level), both names relative to a common owner (e.g. ``'clustering_layers.2'``, ``'clustering_layers.1'``
+        inside the neck); the record's ``parent`` is then the parent's qualified name in the recorded model."""
+        self._record_link = (own_name, parent_name)
+
+    def _record_parent(self):
+        if self._record_link is None:
+            return None
+        own, parent = self._record_link
+        name = self._cluster_sink[0]
+        if name == own:
+            return parent
+        return name[:-len(own)] + parent if name.endswith('.' + own) else None
 
     def reset_parameters(self) -> None:
         nn.init.xavier_normal_(self.fine_emb.weight)
         nn.init.xavier_normal_(self.coarse_emb.weight)
-
-    @property
-    def scale(self) -> Tensor:
-        """The learnable scale ``s`` of Eq. 3 (alias of ``temp``)."""
-        return self.temp
 
     @staticmethod
     def _embed(x: Tensor, norm: nn.LayerNorm, proj: nn.Conv2d) -> Tensor:
@@ -145,13 +161,18 @@ class HCClustering(BaseModule):
         b, _, h, w = fine.shape
         hc, wc = coarse.shape[-2:]
         sim = self.similarity(fine, coarse)  # [B, Hc, Wc, 4, 9]
-        logits = sim / (self.temp.abs() + self.eps)
+        logits = sim / (self.scale.abs() + self.eps)
         valid = self._valid(hc, wc, sim.device)  # [Hc, Wc, 1, 9]
         logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
         assign = logits.softmax(-1)
         # [B, Hc, Wc, 2, 2, 9] -> [B, 9, Hc, 2, Wc, 2] -> [B, 9, 2Hc, 2Wc] -> crop to [B, 9, H, W]
         assign = assign.view(b, hc, wc, 2, 2, NUM_CANDIDATES).permute(0, 5, 1, 3, 2, 4)
-        return assign.reshape(b, NUM_CANDIDATES, 2 * hc, 2 * wc)[:, :, :h, :w]
+        assign = assign.reshape(b, NUM_CANDIDATES, 2 * hc, 2 * wc)[:, :, :h, :w]
+        if self.is_recording_clusters:
+            self.record_clusters(hc_parent_index(assign).flatten(1), (h, w), hc * wc, kind='hard',
+                                 cluster_shape=(hc, wc), parent=self._record_parent(),
+                                 meta=dict(scale=float(self.scale.detach().abs())))
+        return assign
 
     @staticmethod
     def _valid(hc: int, wc: int, device) -> Tensor:

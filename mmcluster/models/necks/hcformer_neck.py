@@ -18,25 +18,34 @@ It is a plain tuple, so ``x[0]`` is the top feature; a backbone that clusters in
 triple (``scales`` may be empty) and use the heads without this neck.
 
 Clustering pairs. Level ``L`` clusters the ``L`` top transitions; pair ``l`` (``l = 0`` = the top one) clusters
-the fine map ``x[n-2-l]`` onto a coarse map:
+a fine map of level ``f = n-2-l`` onto a coarse map of level ``f + 1``, as selected by ``coarse_inputs``:
 
-* ``coarse_inputs='next_stage'`` (default): the next stage's output ``x[n-1-l]`` -- what any mmdet / mmseg /
-  mmcluster backbone with ``out_indices=(0, 1, 2, 3)`` provides. **Deviation** from the official ResNet
-  code, whose coarse map is the output of the FIRST block of the next stage (the downsampling block); for
-  Swin the official coarse map is the PatchMerging output (before the next stage's blocks).
-* ``coarse_inputs='first_block'``: the official ResNet pairing, with inputs
-  ``(res2, res3, res4, res5, b3, b4, b5)`` from :class:`~mmcluster.models.backbones.HCResNet` with
-  ``first_block_outs=True`` (``b_{l+1}`` = output of the first block of stage ``l + 1``; same channels).
+* ``'first_block'``: the official ResNet pairing, inputs ``(res2, res3, res4, res5, b3, b4, b5)`` from
+  :class:`~mmcluster.models.backbones.HCResNet` with ``first_block_outs=True``: fine ``res_f``, coarse
+  ``b_{f+1}`` = output of the first (downsampling) block of the next stage (same channels as ``res_{f+1}``).
+* ``'patch_merging'``: the official Swin pairing, inputs ``(out_0..out_3, pre_0..pre_2, down_0..down_2)`` from
+  :class:`~mmcluster.models.backbones.HCSwinTransformer`: fine ``pre_f`` = the stage output before its output
+  norm, coarse ``down_f`` = its PatchMerging output.
+* ``'next_stage'`` (default, any backbone): inputs = the ``n`` stage outputs, fine ``x[f]``, coarse ``x[f+1]``
+  (the next stage's output). **Deviation** from both official backbones (kept as an option for backbones that
+  expose nothing else, e.g. mmdet / mmseg / mmcluster backbones with ``out_indices=(0, 1, 2, 3)``).
 
 HCFormer+ (``encoder=dict(...)``): ``Conv1x1(C_top -> d) + GroupNorm(32)``, sine positional encoding, and an mmdet
 ``DetrTransformerEncoder`` (post-norm; paper: 6 layers, d 256, 8 heads, FFN 2048, dropout 0.1) on the top
 feature, which then has ``d`` channels.
 
-Learning rate: the official code keeps the clustering modules and the HCFormer+ encoder inside the backbone,
-so they get the backbone's lr multiplier (0.1); the HCFormer configs give ``neck`` the same multiplier with
-``paramwise_cfg.custom_keys``.
+Learning rate and decay: the official code keeps the clustering modules and the HCFormer+ encoder inside the
+backbone, so they get the backbone's lr multiplier (0.1), and gives every norm layer no weight decay; the
+HCFormer configs do the same with ``paramwise_cfg.custom_keys`` (``docs/hcformer.md``).
+
+Official checkpoints (clustering modules under ``backbone.clustering_layers.*`` / ``backbone.layers.{i}.clustering.*``,
+encoder under ``backbone.aux.*``) load into this neck through ``tools/model_converters/hcformer2mmcluster.py``.
+
+Cluster records: each clustering module records a hard assignment (see
+:class:`~mmcluster.models.layers.HCClustering`); the record of pair ``l + 1`` names the record of pair ``l`` as
+its ``parent`` (the clusters of the finer level are the pixels of the coarser one).
 """
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch.nn as nn
 from mmdet.models.layers import DetrTransformerEncoder, SinePositionalEncoding
@@ -46,7 +55,7 @@ from torch import Tensor
 from mmcluster.models.layers.hc_clustering import HCClustering
 from mmcluster.registry import MODELS, register_module
 
-COARSE_INPUTS = ('next_stage', 'first_block')
+COARSE_INPUTS = ('next_stage', 'first_block', 'patch_merging')
 
 
 class HCFeatures(NamedTuple):
@@ -66,8 +75,9 @@ class HCFormerNeck(BaseModule):
         level: hierarchical level = number of clustered transitions, counted from the top (0 to
             ``len(in_channels) - 1``; paper: 3).
         embed_dims: ``C_F`` of the clustering modules (paper: 128).
-        init_scale: initial scale ``s`` of every clustering module (paper: 0.1).
-        coarse_inputs: ``'next_stage'`` or ``'first_block'`` (see the module docstring).
+        init_scale: initial scale ``s`` (parameter ``scale``) of every clustering module (paper: 0.1).
+        coarse_inputs: ``'first_block'`` (official ResNet pairing), ``'patch_merging'`` (official Swin pairing) or
+            ``'next_stage'`` (any backbone; a deviation). See the module docstring.
         encoder: ``DetrTransformerEncoder`` config for HCFormer+ (``num_layers``, ``layer_cfg``); None = HCFormer.
         encoder_positional_encoding: sine encoding of the encoder; ``num_feats`` defaults to ``d / 2``.
         encoder_num_groups: GroupNorm groups after the encoder's input projection.
@@ -98,6 +108,8 @@ class HCFormerNeck(BaseModule):
             HCClustering(self.in_channels[num_levels - 2 - l], self.in_channels[num_levels - 1 - l],
                          embed_dims=embed_dims, init_scale=init_scale) for l in range(level)
         ])
+        for l in range(1, level):
+            self.clustering_layers[l].set_record_parent(f'clustering_layers.{l}', f'clustering_layers.{l - 1}')
         self.with_encoder = encoder is not None
         self.out_channels = self.in_channels[-1]
         if self.with_encoder:
@@ -120,21 +132,28 @@ class HCFormerNeck(BaseModule):
     @property
     def num_inputs(self) -> int:
         n = len(self.in_channels)
-        return n if self.coarse_inputs == 'next_stage' else 2 * n - 1
+        return dict(next_stage=n, first_block=2 * n - 1, patch_merging=3 * n - 2)[self.coarse_inputs]
+
+    def pair(self, inputs: Sequence[Tensor], fine: int) -> Tuple[Tensor, Tensor]:
+        """The (fine, coarse) maps clustered for the transition from level ``fine`` to ``fine + 1``."""
+        n = len(self.in_channels)
+        if self.coarse_inputs == 'next_stage':
+            return inputs[fine], inputs[fine + 1]
+        if self.coarse_inputs == 'first_block':
+            return inputs[fine], inputs[n + fine]
+        return inputs[n + fine], inputs[2 * n - 1 + fine]
 
     def forward(self, inputs: Sequence[Tensor]) -> HCFeatures:
         if len(inputs) != self.num_inputs:
             raise ValueError(f'HCFormerNeck(coarse_inputs={self.coarse_inputs!r}) expects {self.num_inputs} '
-                             f'backbone outputs, got {len(inputs)}')
+                             f'backbone outputs, got {len(inputs)} (first_block: HCResNet(first_block_outs=True); '
+                             'patch_merging: HCSwinTransformer(pair_outs=True); next_stage: the stage outputs)')
         n = len(self.in_channels)
-        stages = inputs[:n]
         assigns, scales = [], []
         for l, clustering in enumerate(self.clustering_layers):
-            fine = n - 2 - l
-            coarse = stages[fine + 1] if self.coarse_inputs == 'next_stage' else inputs[n + fine]
-            assigns.append(clustering(stages[fine], coarse))
-            scales.append(clustering.temp)
-        feat = stages[-1]
+            assigns.append(clustering(*self.pair(inputs, n - 2 - l)))
+            scales.append(clustering.scale)
+        feat = inputs[n - 1]
         if self.with_encoder:
             feat = self.encode(feat)
         return HCFeatures(feat, assigns, scales)

@@ -1,5 +1,6 @@
-"""HCFormer model parts: HCResNet hooks (DCNv2 downsampling, first-block outputs), HCFormerNeck's output
-contract, HCFormerHead (mmdet) and the mmseg heads, on tiny inputs (odd sizes included)."""
+"""HCFormer model parts: HCResNet hooks (DCNv2 downsampling as released, first-block outputs), HCSwinTransformer
+(pre-norm stage outputs and PatchMerging outputs), HCFormerNeck's output contract and cluster records,
+HCFormerHead (mmdet) and the mmseg heads, on tiny inputs (odd sizes included)."""
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch
 pytest.importorskip('mmdet.models')
 pytest.importorskip('mmseg.models')
 
-from mmdet.models.backbones import ResNet  # noqa: E402
+from mmdet.models.backbones import ResNet, SwinTransformer  # noqa: E402
 from mmdet.structures import DetDataSample  # noqa: E402
 from mmdet.structures.mask import BitmapMasks  # noqa: E402
 from mmengine.structures import InstanceData, PixelData  # noqa: E402
@@ -16,8 +17,9 @@ from mmseg.structures import SegDataSample  # noqa: E402
 from mmcluster.models.backbones.hc_resnet import DCNv2Downsample  # noqa: E402
 from mmcluster.models.heads import HCFCNHead, HCFormerHead, HCFormerSegHead  # noqa: E402
 from mmcluster.models.layers import hc_decode_hierarchy  # noqa: E402
-from mmcluster.models.backbones import HCResNet  # noqa: E402
+from mmcluster.models.backbones import HCResNet, HCSwinTransformer  # noqa: E402
 from mmcluster.models.necks import HCFeatures, HCFormerNeck  # noqa: E402
+from mmcluster.models.utils.cluster_record import recording_clusters  # noqa: E402
 
 CH18 = [64, 128, 256, 512]
 FEAT = 32
@@ -82,16 +84,20 @@ def test_hcresnet_dcn_and_first_block_outputs(feats):
     plain.eval()
     hc.eval()
     hc.init_weights()
-    # checkpoints of the plain ResNet load: only the new offset/mask convolutions are missing
+    # checkpoints of the plain ResNet load: only the deformable layers' biases and offset/mask convs are missing
     missing, unexpected = hc.load_state_dict(plain.state_dict(), strict=False)
     assert not unexpected
     assert sorted(missing) == sorted(
-        f'layer{n}.0.{m}.conv_offset.{p}' for n in (2, 3, 4) for m in ('conv1', 'downsample.0')
-        for p in ('weight', 'bias'))
+        f'layer{n}.0.{m}.{p}' for n in (2, 3, 4) for m in ('conv1', 'downsample.0')
+        for p in ('bias', 'conv_offset.weight', 'conv_offset.bias'))
     for n in (2, 3, 4):
         block = getattr(hc, f'layer{n}')[0]
-        assert isinstance(block.conv1, DCNv2Downsample) and isinstance(block.downsample[0], DCNv2Downsample)
-        assert block.conv1.conv_offset.weight.abs().sum() == 0  # zero-init survives init_weights
+        for dcn, k in ((block.conv1, 3), (block.downsample[0], 1)):
+            assert isinstance(dcn, DCNv2Downsample) and dcn.kernel_size == (k, k)
+            # official DeformConv: offsets + mask from a 3x3, padding-1 conv with the layer's stride, 3 k^2 outputs
+            off = dcn.conv_offset
+            assert (off.kernel_size, off.padding, off.stride, off.out_channels) == ((3, 3), (1, 1), (2, 2), 3 * k * k)
+            assert off.weight.abs().sum() == 0 and dcn.bias.abs().sum() == 0  # zero-init survives init_weights
     assert not isinstance(hc.layer1[0].conv1, DCNv2Downsample)
     # zero offsets and mask sigmoid(0) = 0.5: half the plain strided convolution
     x = torch.randn(1, 64, 9, 11)
@@ -106,6 +112,83 @@ def test_hcresnet_dcn_and_first_block_outputs(feats):
     assert [tuple(f.shape[-2:]) for f in feats[:4]] == [(25, 18), (13, 9), (7, 5), (4, 3)]
     with pytest.raises(ValueError, match='out_indices'):
         HCResNet(depth=18, out_indices=(3, ), first_block_outs=True)
+    with pytest.raises(ValueError, match=r'valid depths: \[18, 34, 50, 101, 152\]'):
+        HCResNet(depth=20)
+
+
+def bilinear(x, y, xx):
+    """x[:, y, xx] with bilinear interpolation, zero outside the map (float coordinates)."""
+    h, w = x.shape[-2:]
+    y0, x0 = int(np.floor(y)), int(np.floor(xx))
+    out = torch.zeros(x.shape[0], dtype=x.dtype)
+    for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+        for xc, wx in ((x0, 1 - (xx - x0)), (x0 + 1, xx - x0)):
+            if 0 <= yy < h and 0 <= xc < w:
+                out += wy * wx * x[:, yy, xc]
+    return out
+
+
+def test_dcn_shortcut_samples_where_its_3x3_offset_conv_says():
+    """The 1x1 stride-2 shortcut with learnt offsets against a slow DCNv2 reference: out(p) = m(p) W x(2p +
+    delta(p)) + b, with (delta_y, delta_x, m_logit) predicted by the 3x3 padding-1 stride-2 offset conv."""
+    torch.manual_seed(0)
+    dcn = DCNv2Downsample(4, 5, 1, stride=2, padding=0).double()
+    with torch.no_grad():
+        dcn.conv_offset.weight.normal_(0, 0.3)
+        dcn.conv_offset.bias.normal_(0, 0.3)
+        dcn.bias.normal_()
+    x = torch.randn(1, 4, 7, 6, dtype=torch.float64)
+    with torch.no_grad():
+        out = dcn(x)
+        om = torch.nn.functional.conv2d(x, dcn.conv_offset.weight, dcn.conv_offset.bias, stride=2, padding=1)
+    assert out.shape == (1, 5, 4, 3)
+    ref = torch.zeros_like(out)
+    for i in range(4):
+        for j in range(3):
+            dy, dx, m = om[0, 0, i, j].item(), om[0, 1, i, j].item(), torch.sigmoid(om[0, 2, i, j]).item()
+            v = bilinear(x[0], 2 * i + dy, 2 * j + dx)
+            ref[0, :, i, j] = m * (dcn.weight[:, :, 0, 0] @ v) + dcn.bias
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-8)
+
+
+def test_hcresnet_frozen_stages_and_norm_eval():
+    hc = HCResNet(depth=18, dcn_downsampling=True, frozen_stages=2, norm_eval=True)
+    hc.train()
+    for name, p in hc.named_parameters():
+        frozen = name.startswith(('conv1', 'bn1', 'layer1', 'layer2'))
+        assert p.requires_grad != frozen, name
+    assert not hc.layer2[0].conv1.conv_offset.training and not hc.layer3[0].bn1.training
+
+
+def test_hcswin_pairs_are_prenorm_stage_outputs_and_patch_merging():
+    torch.manual_seed(0)
+    swin = HCSwinTransformer(embed_dims=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=3,
+                             out_indices=(0, 1, 2, 3))
+    swin.eval()  # (mmdet's Swin.train returns None: no chaining)
+    img = torch.randn(1, 3, 100, 70)
+    with torch.no_grad():
+        outs = swin(img)
+        plain = SwinTransformer.forward(swin, img)  # mmdet's forward: the normalised stage outputs
+    assert len(outs) == 10
+    for a, b in zip(outs[:4], plain):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():
+        for i in range(3):
+            pre, down = outs[4 + i], outs[7 + i]
+            tokens = pre.flatten(2).transpose(1, 2)
+            norm = getattr(swin, f'norm{i}')
+            torch.testing.assert_close(norm(tokens).transpose(1, 2).reshape(pre.shape), outs[i])
+            merged, hw = swin.stages[i].downsample(tokens, pre.shape[-2:])
+            torch.testing.assert_close(merged.transpose(1, 2).reshape(down.shape), down)
+            assert tuple(down.shape[-2:]) == tuple(outs[i + 1].shape[-2:]) and down.shape[1] == 2 * pre.shape[1]
+        neck = HCFormerNeck([8, 16, 32, 64], level=3, embed_dims=8, coarse_inputs='patch_merging')
+        x = neck(outs)
+    assert [tuple(a.shape[-2:]) for a in x.assigns] == [(7, 5), (13, 9), (25, 18)]
+    assert x.feat is outs[3]
+    with torch.no_grad():
+        assert len(HCSwinTransformer(embed_dims=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), pair_outs=False)(img)) == 4
+    with pytest.raises(ValueError, match='out_indices'):
+        HCSwinTransformer(embed_dims=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), out_indices=(3, ))
 
 
 @pytest.mark.parametrize('level', [0, 1, 3])
@@ -117,13 +200,36 @@ def test_neck_contract(feats, level, coarse_inputs):
     assert out.feat is feats[3]
     sizes = [(7, 5), (13, 9), (25, 18)][:level]  # coarse-to-fine
     assert [tuple(a.shape) for a in out.assigns] == [(2, 9) + s for s in sizes]
-    assert [s is m.temp for s, m in zip(out.scales, neck.clustering_layers)] == [True] * level
+    assert [s is m.scale for s, m in zip(out.scales, neck.clustering_layers)] == [True] * level
     mask = torch.randn(2, 5, 4, 3)
     assert hc_decode_hierarchy(mask, out.assigns).shape[-2:] == ([(4, 3)] + sizes)[-1]
     with pytest.raises(ValueError, match='backbone outputs'):
         neck(feats[:3])
     with pytest.raises(ValueError, match='level'):
         HCFormerNeck(CH18, level=4)
+    with pytest.raises(ValueError, match="'next_stage', 'first_block', 'patch_merging'"):
+        HCFormerNeck(CH18, coarse_inputs='merged')
+
+
+def test_neck_cluster_records_link_levels(feats):
+    """One hard record per level, coarse-to-fine, each naming the next-coarser level as its parent; composing
+    the records gives the same partitions as decoding one-hot cluster indicators (Eq. 5)."""
+    from mmcluster.models.layers.hc_decode import hc_partitions
+    neck = HCFormerNeck(CH18, level=3, embed_dims=16, coarse_inputs='first_block')
+    model = torch.nn.ModuleDict(dict(neck=neck))
+    with torch.no_grad(), recording_clusters(model) as records:
+        x = model['neck'](feats)
+    assert [r.name for r in records] == [f'neck.clustering_layers.{l}' for l in range(3)]
+    assert [r.parent for r in records] == [None, 'neck.clustering_layers.0', 'neck.clustering_layers.1']
+    assert [r.spatial_shape for r in records] == [(7, 5), (13, 9), (25, 18)]
+    assert [r.cluster_shape for r in records] == [(4, 3), (7, 5), (13, 9)]
+    label = records[-1].labels()  # compose: finest pixels -> stride-8 cells -> stride-16 cells -> stride-32 cells
+    composed = [label]
+    for rec in records[-2::-1]:
+        label = torch.gather(rec.labels().flatten(1), 1, label.flatten(1)).view_as(label)
+        composed.insert(0, label)
+    for ours, ref in zip(composed, hc_partitions(x.assigns)):
+        assert torch.equal(ours, ref)
 
 
 def test_neck_hcformer_plus_encoder(feats):
@@ -156,7 +262,8 @@ def det_samples(n=2, hw=(100, 70), num_things=3):
 def test_head_forward_loss_predict(feats):
     torch.manual_seed(0)
     neck = HCFormerNeck(CH18, level=3, embed_dims=16, coarse_inputs='first_block')
-    head = HCFormerHead(num_things_classes=3, num_stuff_classes=1, **head_kwargs(4, reg_mode='sum_of_abs'))
+    head = HCFormerHead(num_things_classes=3, num_stuff_classes=1, **head_kwargs(
+        4, loss_scale=dict(type='HCScaleLoss', loss_weight=0.1, mode='sum_of_abs')))
     head.init_weights()
     x = neck(feats)
     cls, masks = head(x, decode='all')
@@ -169,11 +276,11 @@ def test_head_forward_loss_predict(feats):
     head.train()
 
     with torch.no_grad():
-        neck.clustering_layers[1].temp.fill_(-0.05)
+        neck.clustering_layers[1].scale.fill_(-0.05)
     losses = head.loss(neck(feats), det_samples())
     assert {'loss_cls', 'loss_mask', 'loss_dice', 'd0.loss_mask', 'd1.loss_dice', 'loss_hc_scale'} <= set(losses)
     assert losses['loss_hc_scale'].item() == pytest.approx(0.1 * (0.1 + 0.05 + 0.1))  # sum of |s|
-    head.reg_mode = 'abs_of_sum'
+    head.loss_scale.mode = 'abs_of_sum'
     losses = head.loss(neck(feats), det_samples())
     assert losses['loss_hc_scale'].item() == pytest.approx(0.1 * (0.1 - 0.05 + 0.1))  # |sum of s|
     sum(v for k, v in losses.items() if 'loss' in k).backward()
@@ -196,8 +303,11 @@ def test_head_without_scales_and_contract_errors(feats):
     with pytest.raises(ValueError, match='pixel decoder'):
         HCFormerHead(num_things_classes=3, num_stuff_classes=1,
                      **head_kwargs(4, pixel_decoder=dict(type='MSDeformAttnPixelDecoder')))
-    with pytest.raises(ValueError, match='reg_mode'):
-        HCFormerHead(num_things_classes=3, num_stuff_classes=1, **head_kwargs(4, reg_mode='l2'))
+    with pytest.raises(ValueError, match='mode must be one of'):
+        HCFormerHead(num_things_classes=3, num_stuff_classes=1,
+                     **head_kwargs(4, loss_scale=dict(type='HCScaleLoss', mode='l2')))
+    no_reg = HCFormerHead(num_things_classes=3, num_stuff_classes=1, **head_kwargs(4, loss_scale=None))
+    assert 'loss_hc_scale' not in no_reg.loss(x, det_samples())
 
 
 def test_fully_masked_queries_are_reset(feats):

@@ -1,12 +1,18 @@
 """HCFormer clustering (Eq. 3, local 3x3 candidates) and decoding (Eq. 5) against slow loop references written
-from the paper's equations, in float64; odd sizes, border candidates, row sums, gradients, hard limit."""
+from the paper's equations, in float64 (odd sizes, border candidates, row sums, gradients, hard limit), against
+the official code's outputs (``tests/data/fixtures/hcformer_parity.pt``, made by
+``tools/parity/make_hcformer_fixture.py``; weights loaded through the converter), and the cluster records."""
 import math
 
 import pytest
 import torch
+from conftest import REPO, load_tool
 
-from mmcluster.models.layers import HCClustering, hc_decode, hc_decode_hierarchy, hc_scale_regulariser
+from mmcluster.models.layers import HCClustering, hc_decode, hc_decode_hierarchy
 from mmcluster.models.layers.hc_decode import HC_OFFSETS, hc_candidate_valid, hc_partitions
+from mmcluster.models.utils.cluster_record import recording_clusters
+
+FIXTURE = REPO / 'tests' / 'data' / 'fixtures' / 'hcformer_parity.pt'
 
 SIZES = [(6, 8), (5, 7), (1, 1), (3, 2), (7, 1), (2, 9)]
 
@@ -26,26 +32,33 @@ def slow_embed(x, norm, proj):
     return out
 
 
-def slow_assign(mod, fine, coarse):
-    """A_kp = exp(<f_p, c_{q(p)+o_k}> / |s|) / sum over the valid candidates; 0 for candidates off the map."""
+def slow_similarities(mod, fine, coarse):
+    """{(n, i, j): {k: <f_p, c_{q(p)+o_k}>}} over the candidates on the map, from the slow embeddings."""
     f = slow_embed(fine, mod.fine_norm, mod.fine_emb)
     c = slow_embed(coarse, mod.coarse_norm, mod.coarse_emb)
     b, _, h, w = fine.shape
     hc, wc = coarse.shape[-2:]
-    t = mod.temp.abs() + mod.eps
-    out = fine.new_zeros(b, 9, h, w)
+    sims = {}
     for n in range(b):
         for i in range(h):
             for j in range(w):
-                logits = {}
-                for k, (dy, dx) in enumerate(HC_OFFSETS):
-                    y, x = i // 2 + dy, j // 2 + dx
-                    if 0 <= y < hc and 0 <= x < wc:
-                        logits[k] = torch.dot(f[n, :, i, j], c[n, :, y, x]) / t
-                m = max(v.item() for v in logits.values())
-                z = sum(torch.exp(v - m) for v in logits.values())
-                for k, v in logits.items():
-                    out[n, k, i, j] = torch.exp(v - m) / z
+                sims[n, i, j] = {k: torch.dot(f[n, :, i, j], c[n, :, i // 2 + dy, j // 2 + dx])
+                                 for k, (dy, dx) in enumerate(HC_OFFSETS)
+                                 if 0 <= i // 2 + dy < hc and 0 <= j // 2 + dx < wc}
+    return sims
+
+
+def slow_assign(mod, fine, coarse):
+    """A_kp = exp(<f_p, c_{q(p)+o_k}> / |s|) / sum over the valid candidates; 0 for candidates off the map."""
+    b, _, h, w = fine.shape
+    t = mod.scale.abs() + mod.eps
+    out = fine.new_zeros(b, 9, h, w)
+    for (n, i, j), sims in slow_similarities(mod, fine, coarse).items():
+        logits = {k: v / t for k, v in sims.items()}
+        m = max(v.item() for v in logits.values())
+        z = sum(torch.exp(v - m) for v in logits.values())
+        for k, v in logits.items():
+            out[n, k, i, j] = torch.exp(v - m) / z
     return out
 
 
@@ -80,7 +93,7 @@ def make(size, cf=6, cc=10, b=2, dtype=torch.float64, seed=0, **kwargs):
 def test_clustering_matches_slow_reference(size):
     mod, fine, coarse = make(size)
     with torch.no_grad():
-        mod.temp.fill_(-0.3)  # |s| is used
+        mod.scale.fill_(-0.3)  # |s| is used
         out = mod(fine, coarse)
         ref = slow_assign(mod, fine, coarse)
     assert out.shape == (2, 9) + size
@@ -123,25 +136,63 @@ def test_gradients_reach_scale_projections_and_inputs():
     assert fine.grad.abs().sum() > 0 and coarse.grad.abs().sum() > 0
 
 
+def slow_hard_parents(mod, fine, coarse):
+    """[B, H, W] flat index qy * Wc + qx of each pixel's most similar candidate cell (slow reference)."""
+    b, _, h, w = fine.shape
+    wc = coarse.shape[-1]
+    out = torch.zeros(b, h, w, dtype=torch.long)
+    for (n, i, j), sims in slow_similarities(mod, fine, coarse).items():
+        k = max(sims, key=lambda key: sims[key].item())
+        dy, dx = HC_OFFSETS[k]
+        out[n, i, j] = (i // 2 + dy) * wc + (j // 2 + dx)
+    return out
+
+
 def test_hard_assignment_limit():
+    """As s -> 0 the assignment becomes one-hot on the most similar candidate (Eq. 2), sharpening monotonically."""
     mod, fine, coarse = make((7, 9), dtype=torch.float64)
-    with torch.no_grad():
-        mod.temp.fill_(1e-9)
-        a = mod(fine, coarse)
-        sim = mod.similarity(fine, coarse)  # [B, Hc, Wc, 4, 9]
-    b, hc, wc = sim.shape[:3]
-    valid = HCClustering._valid(hc, wc, 'cpu').expand_as(sim)
-    best = sim.masked_fill(~valid, -2.0).argmax(-1)  # cosine >= -1
-    best = best.view(b, hc, wc, 2, 2).permute(0, 1, 3, 2, 4).reshape(b, 2 * hc, 2 * wc)[:, :7, :9]
-    hard = torch.nn.functional.one_hot(best, 9).permute(0, 3, 1, 2).to(a.dtype)
-    torch.testing.assert_close(a, hard, rtol=0, atol=1e-6)
-    # and s -> 0 sharpens monotonically towards it
+    parents = slow_hard_parents(mod, fine, coarse)
+    hc, wc = coarse.shape[-2:]
+    qy = (torch.arange(7) // 2).view(1, 7, 1)
+    qx = (torch.arange(9) // 2).view(1, 1, 9)
+    k = 3 * (parents // wc - qy + 1) + (parents % wc - qx + 1)  # candidate index of the slow arg-max
+    hard = torch.nn.functional.one_hot(k, 9).permute(0, 3, 1, 2).double()
     errs = []
-    for s in (1.0, 0.1, 0.01):
-        with torch.no_grad():
-            mod.temp.fill_(s)
+    with torch.no_grad():
+        for s in (1.0, 0.1, 0.01, 1e-9):
+            mod.scale.fill_(s)
             errs.append((mod(fine, coarse) - hard).abs().max().item())
-    assert errs[0] > errs[1] > errs[2]
+    assert errs[-1] < 1e-6 and errs[0] > errs[1] > errs[2] > errs[3]
+
+
+def test_cluster_records_hard_parent_cells():
+    """The record is the arg-max candidate mapped to the coarse index (slow reference), on the fine grid."""
+    mod, fine, coarse = make((7, 9), dtype=torch.float64)
+    with torch.no_grad(), recording_clusters(mod) as records:
+        mod(fine, coarse)
+    assert len(records) == 1
+    rec = records[0]
+    assert (rec.kind, rec.spatial_shape, rec.cluster_shape, rec.num_clusters) == ('hard', (7, 9), (4, 5), 20)
+    assert rec.parent is None and rec.meta['scale'] == pytest.approx(0.1)
+    torch.testing.assert_close(rec.labels(), slow_hard_parents(mod, fine, coarse), rtol=0, atol=0)
+    with torch.no_grad():
+        mod(fine, coarse)
+    assert len(records) == 1  # nothing recorded outside the context
+
+
+def test_matches_official_clustering_and_decoding():
+    """Stored outputs of the official ``Clustering`` and ``upsampling`` (float64); weights via the converter."""
+    fixture = torch.load(FIXTURE, weights_only=True)
+    conv = load_tool('tools/model_converters/hcformer2mmcluster.py')
+    case = fixture['clustering']
+    mod = HCClustering(6, 10, embed_dims=5).double()
+    mod.load_state_dict(conv.convert_clustering(case['state_dict']), strict=True)
+    assert mod.scale.item() == pytest.approx(-0.3)
+    with torch.no_grad():
+        torch.testing.assert_close(mod(case['fine'], case['coarse']), case['assign'], rtol=1e-10, atol=1e-12)
+    case = fixture['decode']
+    torch.testing.assert_close(hc_decode_hierarchy(case['preds'], case['assigns']), case['out'], rtol=1e-12,
+                               atol=1e-12)
 
 
 def test_shape_and_channel_errors():
@@ -204,17 +255,9 @@ def test_decode_hierarchy_and_hard_labels():
         assert torch.equal(decoded.argmax(1), parts[level]) and torch.equal(decoded.sum(1), torch.ones(1, 10, 13))
 
 
-def test_scale_regulariser_modes():
-    s = [torch.tensor(0.2), torch.tensor(-0.1), torch.tensor(0.05)]
-    assert hc_scale_regulariser(s, 0.1, 'abs_of_sum').item() == pytest.approx(0.1 * 0.15)
-    assert hc_scale_regulariser(s, 0.1, 'sum_of_abs').item() == pytest.approx(0.1 * 0.35)
-    with pytest.raises(ValueError):
-        hc_scale_regulariser(s, 0.1, 'l2')
-
-
 def test_registered_and_parameter_count():
     from mmcluster.registry import MODELS
     mod = MODELS.build(dict(type='HCClustering', fine_channels=256, coarse_channels=512))
-    assert mod.temp.item() == pytest.approx(0.1) and mod.temp.dim() == 0
+    assert mod.scale.item() == pytest.approx(0.1) and mod.scale.dim() == 0
     # (C_f + C_c) * 128 projections + 2 (C_f + C_c) LayerNorm affine + 1 scale
     assert sum(p.numel() for p in mod.parameters()) == 768 * 128 + 2 * 768 + 1

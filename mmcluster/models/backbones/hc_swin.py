@@ -1,0 +1,61 @@
+"""Swin Transformer exposing HCFormer's official clustering pairs: each stage's output *before* its output norm
+and the PatchMerging output made from it.
+
+Paper: Teppei Suzuki, "Clustering as Attention: Unified Image Segmentation with Hierarchical Clustering"
+(arXiv 2205.09949), Sec. 2.5. The official ``HCSwinTransformer`` clusters, inside each downsampling stage,
+the stage's last block output ``x_i`` (before the output norm ``norm{i}``) onto ``PatchMerging(x_i)`` (the
+input of the next stage's blocks). mmdet's :class:`~mmdet.models.backbones.SwinTransformer` computes both but
+returns only the normalised stage outputs; :class:`HCSwinTransformer` is that class, unchanged in its
+feed-forward path and parameters (mmdet's Swin weights and converter apply), whose ``forward`` also returns
+them::
+
+    (out_0, ..., out_{n-1},  pre_0, ..., pre_{n-2},  down_0, ..., down_{n-2})
+
+with ``out_i = norm_i(pre_i)`` (``[B, C_i, H_i, W_i]``), ``pre_i`` the stage output before ``norm_i`` and
+``down_i = PatchMerging_i(pre_i)`` (``[B, 2 C_i, ceil(H_i / 2), ceil(W_i / 2)]``). The
+:class:`~mmcluster.models.necks.HCFormerNeck` with ``coarse_inputs='patch_merging'`` clusters ``pre_i`` onto
+``down_i``. With ``pair_outs=False`` it is mmdet's Swin.
+"""
+from typing import Tuple
+
+from mmdet.models.backbones import SwinTransformer
+from torch import Tensor
+
+from mmcluster.registry import MODELS, register_module
+
+
+@register_module(MODELS)
+class HCSwinTransformer(SwinTransformer):
+    """mmdet Swin Transformer that also returns the pre-norm stage outputs and the PatchMerging outputs.
+
+    Args:
+        pair_outs: append ``(pre_0..pre_{n-2}, down_0..down_{n-2})`` to the stage outputs (see the module
+            docstring). Needs ``out_indices`` to list every stage. Defaults to True.
+        **kwargs: :class:`mmdet.models.backbones.SwinTransformer` arguments (``embed_dims``, ``depths``,
+            ``num_heads``, ``window_size``, ``drop_path_rate``, ``frozen_stages``, ``init_cfg``, ...).
+    """
+
+    def __init__(self, pair_outs: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pair_outs = pair_outs
+        n = len(self.stages)
+        if pair_outs and tuple(self.out_indices) != tuple(range(n)):
+            raise ValueError(f'pair_outs needs out_indices={tuple(range(n))}, got {tuple(self.out_indices)}')
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        if not self.pair_outs:
+            return tuple(super().forward(x))
+        x, hw_shape = self.patch_embed(x)
+        if self.use_abs_pos_embed:
+            x = x + self.absolute_pos_embed
+        x = self.drop_after_pos(x)
+        outs, pres, downs = [], [], []
+        for i, stage in enumerate(self.stages):
+            x, hw_shape, out, out_hw_shape = stage(x, hw_shape)
+            c = self.num_features[i]
+            if stage.downsample is not None:
+                pres.append(out.view(-1, *out_hw_shape, c).permute(0, 3, 1, 2).contiguous())
+                downs.append(x.view(-1, *hw_shape, x.shape[-1]).permute(0, 3, 1, 2).contiguous())
+            out = getattr(self, f'norm{i}')(out)
+            outs.append(out.view(-1, *out_hw_shape, c).permute(0, 3, 1, 2).contiguous())
+        return tuple(outs) + tuple(pres) + tuple(downs)
