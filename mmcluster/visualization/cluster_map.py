@@ -83,7 +83,7 @@ def draw_cluster_map(image_rgb: np.ndarray, records, input_hw: Optional[Sequence
     images = [with_title(image_rgb, 'image') if titles else image_rgb]
     for i, panel in enumerate(panels, start=1):
         drawn = overlay_clusters(image_rgb, panel.labels, alpha, seed, centers=panel.centers)
-        images.append(with_title(drawn, f'{i} {panel.title}') if titles else drawn)
+        images.append(with_title(drawn, f'{i} {_strip_title(panel)}') if titles else drawn)
         if gt is not None:
             score = undersegmentation(panel.labels, gt, ignore_value)
             panel.scores.update(ue=score['ue'], asa=score['asa'])
@@ -91,6 +91,16 @@ def draw_cluster_map(image_rgb: np.ndarray, records, input_hw: Optional[Sequence
             images.append(with_title(leak, f'{i} leakage UE {score["ue"]:.3f}') if titles else leak)
     canvas, cols = compose_grid(images, cols, GAP)
     return ClusterMap(canvas=canvas, panels=panels, cols=cols, input_hw=tuple(input_hw or image_hw))
+
+
+def _strip_title(panel: Panel) -> str:
+    """A short title for the strip over a panel (the full one is in the JSON and the printed list): the last
+    two parts of the module name, then head, step and level."""
+    text = '.'.join(panel.record.split('.')[-2:])
+    for value, tag in ((panel.head, 'h'), (panel.step or None, 's'), (panel.depth or None, 'up')):
+        if value is not None:
+            text += f' {tag}{value}'
+    return text
 
 
 def read_image(path: str, shape: Optional[Sequence[int]] = None) -> np.ndarray:
