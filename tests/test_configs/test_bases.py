@@ -59,3 +59,22 @@ def test_configs_inherit_only_shared_or_own_bases():
 def test_bases_parse(path):
     """The families' configs are parsed and built by their own tests; the bases alone here."""
     Config.fromfile(str(path))
+
+
+def test_model_index_lists_every_family_metafile_and_config():
+    """model-index.yml (what `mim search mmcluster` reads) imports each folder's metafile.yml, whose models
+    name existing configs, and every config of a folder with a metafile is listed in it."""
+    import yaml
+    imports = yaml.safe_load((REPO / 'model-index.yml').read_text())['Import']
+    assert sorted(imports) == sorted(f'configs/{p.parent.name}/metafile.yml' for p in CONFIGS.glob('*/metafile.yml'))
+    for metafile in imports:
+        meta = yaml.safe_load((REPO / metafile).read_text())
+        collections = {c['Name'] for c in meta['Collections']}
+        listed = set()
+        for model in meta['Models']:
+            assert model['In Collection'] in collections, model['Name']
+            assert (REPO / model['Config']).is_file(), model['Config']
+            assert model['Name'] == Path(model['Config']).stem
+            listed.add(model['Config'])
+        folder = (REPO / metafile).parent
+        assert listed == {str(p.relative_to(REPO)) for p in folder.glob('*.py')}, metafile
