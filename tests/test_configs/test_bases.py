@@ -8,9 +8,8 @@ import pytest
 from conftest import REPO
 from mmengine.config import Config
 
-pytest.importorskip('mmdet.models')
-pytest.importorskip('mmseg.models')
-pytest.importorskip('mmpretrain.models')
+for toolkit in ('mmdet', 'mmseg', 'mmpretrain'):
+    pytest.importorskip(f'{toolkit}.models')
 
 CONFIGS = REPO / 'configs'
 FAMILIES = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name != '_base_')

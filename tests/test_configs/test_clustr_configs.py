@@ -10,9 +10,8 @@ from conftest import REPO
 from e2e import E2E_ITERS, build, nparams, urls, check_metrics, last_evaluation
 from mmengine.config import Config
 
-pytest.importorskip('mmdet.models')
-pytest.importorskip('mmseg.models')
-pytest.importorskip('mmpretrain.models')
+for toolkit in ('mmdet', 'mmseg', 'mmpretrain'):
+    pytest.importorskip(f'{toolkit}.models')
 
 CLUSTR = REPO / 'configs' / 'clustr'
 CONFIGS = sorted(p.name for p in CLUSTR.glob('*.py'))
