@@ -180,15 +180,18 @@ def _exact_d2(xr: torch.Tensor, xs: torch.Tensor, cand: torch.Tensor) -> torch.T
     for r0 in range(0, R, step):
         c = cand[:, r0:r0 + step]
         r = c.shape[1]
-        xj = torch.gather(xs, 1, c.reshape(B, r * T, 1).expand(B, r * T, C)).view(B, r, T, C)
+        xj = _gather_rows(xs, c.reshape(B, r * T)).view(B, r, T, C)
         xj.sub_(xr[:, r0:r0 + step].unsqueeze(2)).square_()
         out[:, r0:r0 + step] = xj.sum(dim=-1)
     return out
 
 
 def _gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``x [B, N, C]`` rows ``idx [B, R]`` -> ``[B, R, C]``."""
-    return torch.gather(x, 1, idx.unsqueeze(-1).expand(*idx.shape, x.shape[-1]))
+    """``x [B, N, C]`` rows ``idx [B, R]`` -> ``[B, R, C]`` (whole-row copies: several times faster than
+    ``torch.gather`` with an index expanded over the channels)."""
+    B, N, C = x.shape
+    flat = (idx + torch.arange(B, device=idx.device).view(B, 1) * N).reshape(-1)
+    return x.reshape(B * N, C).index_select(0, flat).view(B, idx.shape[1], C)
 
 
 def _scores(x: torch.Tensor, k: int, valid: Optional[torch.Tensor], dist_scale: bool,
