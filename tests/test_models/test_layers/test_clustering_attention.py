@@ -142,8 +142,11 @@ def test_bf16_autocast_and_dropout():
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = mod(x)
     assert out.shape == x.shape and bool(torch.isfinite(out).all())
+    no_dropout = ClusteringAttention(16, 2, (4, 1))
+    no_dropout.load_state_dict(mod.state_dict())
+    assert not torch.allclose(mod(x), no_dropout(x))  # training: dropout active
     mod.eval()
-    torch.testing.assert_close(mod(x), mod(x))
+    torch.testing.assert_close(mod(x), no_dropout(x))  # eval: no dropout
 
 
 def test_bad_arguments():
