@@ -28,13 +28,9 @@ train_pipeline = [
 ]
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
 
-max_iters = 100000
 optim_wrapper = _base_.kmax_optim_wrapper
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=5000),
-    dict(type='PolyLR', power=0.9, eta_min=0.0, by_epoch=False, begin=5000, end=max_iters)
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=5000)
+param_scheduler = [_base_.kmax_param_scheduler[0], dict(_base_.kmax_param_scheduler[1], end=100000)]
+train_cfg = dict(_base_.kmax_train_cfg, max_iters=100000)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=5000))

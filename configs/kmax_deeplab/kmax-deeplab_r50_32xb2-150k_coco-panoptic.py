@@ -39,13 +39,9 @@ train_dataloader = dict(batch_size=2, num_workers=4, dataset=dict(pipeline=train
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_iters = 150000
 optim_wrapper = _base_.kmax_optim_wrapper
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=5000),
-    dict(type='PolyLR', power=0.9, eta_min=0.0, by_epoch=False, begin=5000, end=max_iters)
-]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=5000)
+param_scheduler = _base_.kmax_param_scheduler
+train_cfg = _base_.kmax_train_cfg
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, save_last=True, interval=5000))

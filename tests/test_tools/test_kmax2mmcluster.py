@@ -2,29 +2,21 @@
 definitions: ``tests/data/fixtures/kmax_r50_keys.json``, written by ``tools/parity/make_kmax_fixture.py``),
 read through the shared safe loader, strict match against ``KMaXHead``; missing / unexpected keys reported."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, load_tool
 
 from mmcluster.models.heads.kmax_head import KMaXHead
 from mmcluster.utils.checkpoint import check_state_dict, load_checkpoint_safely, pick_state_dict
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def _load_tool(relpath):
-    import importlib.util
-    path = REPO / relpath
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
 def head_state():
-    head = KMaXHead()  # R50, COCO 133 classes
+    with torch.device('meta'):  # shapes only
+        head = KMaXHead()  # R50, COCO 133 classes
     return {'panoptic_head.' + k: v for k, v in head.state_dict().items()}
 
 
@@ -38,7 +30,7 @@ def _official_checkpoint(path, drop=None, extra=None):
 
 
 def test_converter_strict_on_official_layout(tmp_path, head_state, capsys):
-    conv = _load_tool('tools/model_converters/kmax2mmcluster.py')
+    conv = load_tool('tools/model_converters/kmax2mmcluster.py')
     src, dst = tmp_path / 'kmax_r50.pth', tmp_path / 'out.pth'
     _official_checkpoint(src)
     assert conv.main([str(src), str(dst)]) == 0
@@ -49,7 +41,7 @@ def test_converter_strict_on_official_layout(tmp_path, head_state, capsys):
 
 
 def test_converter_reports_missing_and_unexpected(tmp_path, head_state):
-    conv = _load_tool('tools/model_converters/kmax2mmcluster.py')
+    conv = load_tool('tools/model_converters/kmax2mmcluster.py')
     src = tmp_path / 'broken.pth'
     dropped = 'sem_seg_head.predictor._predcitor._transformer_class_head.conv.weight'
     _official_checkpoint(src, drop=dropped, extra={'sem_seg_head.predictor._bogus.weight': torch.zeros(2)})
@@ -61,7 +53,7 @@ def test_converter_reports_missing_and_unexpected(tmp_path, head_state):
 
 
 def test_backbone_key_mapping():
-    conv = _load_tool('tools/model_converters/kmax2mmcluster.py')
+    conv = load_tool('tools/model_converters/kmax2mmcluster.py')
     assert conv.convert_key('backbone.stem.conv1.weight') == 'backbone.conv1.weight'
     assert conv.convert_key('backbone.stem.conv1.norm.running_var') == 'backbone.bn1.running_var'
     assert conv.convert_key('backbone.res3.0.shortcut.norm.weight') == 'backbone.layer2.0.downsample.1.weight'

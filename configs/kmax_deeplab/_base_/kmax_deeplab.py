@@ -37,6 +37,11 @@ kmax_optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))
+kmax_param_scheduler = [  # TF2WarmupPolyLR: 5k linear warm-up, then poly 0.9 to 0 at the last iteration (COCO 150k)
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=5000),
+    dict(type='PolyLR', power=0.9, eta_min=0.0, by_epoch=False, begin=5000, end=150000)
+]
+kmax_train_cfg = dict(type='IterBasedTrainLoop', max_iters=150000, val_interval=5000)
 
 # The CPU toy variant: ResNet-18 from scratch (no download), plain BN, small pixel decoder and k-means layers.
 kmax_toy_norm = dict(type='BN', eps=1e-3, momentum=0.01)

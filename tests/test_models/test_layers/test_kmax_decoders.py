@@ -3,33 +3,24 @@
 any input size, relative positions beyond the table, parameter counts of the official R50 COCO model
 (``tests/data/published.yml``), and a strict load of the official R50 key layout through the converter."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import REPO, load_tool
 
 from mmcluster.models.layers.kmax_axial_attention import KMaXRelativePositionalEncoding
 from mmcluster.models.layers.kmax_semantic_predictor import KMaXSemanticPredictor
 from mmcluster.models.layers.kmax_transformer_decoder import KMaXTransformerDecoder
 from mmcluster.models.necks.kmax_pixel_decoder import KMaXPixelDecoder
 
-REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / 'tests' / 'data' / 'fixtures'
 
 
-def _load_tool(relpath):
-    import importlib.util
-    path = REPO / relpath
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _converted(fx, official_prefix, our_prefix):
-    parity = _load_tool('tools/parity/make_kmax_fixture.py')
-    conv = _load_tool('tools/model_converters/kmax2mmcluster.py')
+    parity = load_tool('tools/parity/make_kmax_fixture.py')
+    conv = load_tool('tools/model_converters/kmax2mmcluster.py')
     official = parity.deterministic_state_dict(fx['shapes'])
     assert abs(parity.checksum(official) - fx['checksum']) < 1e-6
     ours, dropped = conv.convert({official_prefix + k: v for k, v in official.items()})
@@ -100,9 +91,10 @@ def test_bad_pixel_decoder_arguments():
 
 @pytest.fixture(scope='module')
 def r50_modules():
-    pixel_decoder = KMaXPixelDecoder()
-    transformer_decoder = KMaXTransformerDecoder(num_classes=133)
-    aux = KMaXSemanticPredictor(2048, 512, 256, num_classes=134)
+    with torch.device('meta'):  # shapes only: no 50M-parameter initialisation
+        pixel_decoder = KMaXPixelDecoder()
+        transformer_decoder = KMaXTransformerDecoder(num_classes=133)
+        aux = KMaXSemanticPredictor(2048, 512, 256, num_classes=134)
     return pixel_decoder, transformer_decoder, aux
 
 
@@ -120,7 +112,7 @@ def test_parameter_counts_match_official_r50(r50_modules):
 
 def test_official_r50_key_layout_loads_strictly(r50_modules):
     """The official R50 COCO key/shape layout (from the official module definitions) maps one to one."""
-    conv = _load_tool('tools/model_converters/kmax2mmcluster.py')
+    conv = load_tool('tools/model_converters/kmax2mmcluster.py')
     layout = json.loads((FIXTURES / 'kmax_r50_keys.json').read_text())['keys']
     official = {k: torch.zeros(s) for k, s in layout.items()}
     ours, dropped = conv.convert(official)

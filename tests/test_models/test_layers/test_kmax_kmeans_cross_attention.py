@@ -8,29 +8,20 @@
 * no gradient through the argmax assignment, gradients through the CMT softmax; cluster records.
 """
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO, load_tool
 
 from mmcluster.models.layers.kmeans_cross_attention import KMeansCrossAttentionLayer
 from mmcluster.models.utils.cluster_record import recording_clusters
 
-REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / 'tests' / 'data' / 'fixtures'
 EPS = 1e-3
 SMALL = dict(in_channels_pixel=6, num_classes=4, in_channels_query=16, base_filters=8, num_heads=2,
              ffn_channels=32)
 
-
-def _load_tool(relpath):
-    import importlib.util
-    path = REPO / relpath
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ----------------------------------------------------------------------------------------- reference
@@ -245,8 +236,8 @@ def test_bad_arguments():
 # ------------------------------------------------------------------------------- official parity
 def _official_to_ours(shapes, prefix):
     """Fill the official state dict (deterministic weights) and map it with the converter."""
-    parity = _load_tool('tools/parity/make_kmax_fixture.py')
-    conv = _load_tool('tools/model_converters/kmax2mmcluster.py')
+    parity = load_tool('tools/parity/make_kmax_fixture.py')
+    conv = load_tool('tools/model_converters/kmax2mmcluster.py')
     official = parity.deterministic_state_dict(shapes)
     full = {prefix[0] + k: v for k, v in official.items()}
     ours, dropped = conv.convert(full)
