@@ -27,5 +27,5 @@ model = dict(
         dcn_downsampling=False,
         first_block_outs=True),
     neck=_base_.hcformer_neck,
-    decode_head=dict(type='HCFCNHead', in_index=0, reg_weight=0.1, reg_mode='abs_of_sum'),
+    decode_head=dict(type='HCFCNHead', in_index=0, loss_scale=_base_.hcformer_head.loss_scale),
     auxiliary_head=None)

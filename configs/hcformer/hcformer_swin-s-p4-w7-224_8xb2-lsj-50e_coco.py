@@ -1,8 +1,11 @@
 # HCFormer, Swin-S, COCO instance segmentation (no Swin-S instance result in the paper). mmdet's Mask2Former
 # Swin-S instance recipe with HCFormer's neck and head; see
-# `hcformer_swin-s-p4-w7-224_8xb2-lsj-50e_coco-panoptic.py` for the choices and the deviation.
+# `hcformer_swin-s-p4-w7-224_8xb2-lsj-50e_coco-panoptic.py` for the choices (official PatchMerging pairing).
 _base_ = ['mmdet::mask2former/mask2former_swin-s-p4-w7-224_8xb2-lsj-50e_coco.py', './_base_/hcformer.py']
 custom_imports = dict(imports=['mmcluster'], allow_failed_imports=False)
 
-model = dict(neck=_base_.hcformer_swin_s_neck, panoptic_head=dict(_base_.hcformer_panoptic_head, in_channels=768))
+model = dict(
+    backbone=_base_.hcformer_swin_backbone,
+    neck=_base_.hcformer_swin_s_neck,
+    panoptic_head=dict(_base_.hcformer_panoptic_head, in_channels=768))
 optim_wrapper = dict(paramwise_cfg=_base_.hcformer_paramwise_cfg)

@@ -4,16 +4,7 @@
 # LR steps keep the 50-epoch config's fractions 0.889 / 0.963).
 _base_ = './hcformer_r50_8xb2-lsj-50e_coco-panoptic.py'
 
-d = 256
-model = dict(
-    neck=dict(
-        encoder=dict(
-            num_layers=6,
-            layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=d, num_heads=8, dropout=0.1, batch_first=True),
-                ffn_cfg=dict(embed_dims=d, feedforward_channels=2048, num_fcs=2, ffn_drop=0.1,
-                             act_cfg=dict(type='ReLU', inplace=True))))),
-    panoptic_head=dict(in_channels=d))
+model = dict(neck=dict(encoder=_base_.hcformerplus_encoder), panoptic_head=dict(in_channels=256))
 
 max_iters = 737500
 interval = 5000

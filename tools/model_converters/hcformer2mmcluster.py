@@ -54,6 +54,7 @@ Example (the released HCFormer+ Swin-L COCO panoptic checkpoint)::
         --config configs/hcformer/<the Swin-L HCFormer+ panoptic config>.py
 """
 import argparse
+import contextlib
 import re
 import sys
 from collections import OrderedDict
@@ -280,19 +281,36 @@ def main(argv=None) -> int:
     return code
 
 
-def build_model(config: str):
-    """The model of an mmcluster config, built in its toolkit's scope, without loading any weights."""
+def build_model(config: str, meta: bool = False):
+    """The model of an mmcluster config, built in its toolkit's scope, without loading any weights.
+
+    With ``meta`` it is built on PyTorch's meta device: parameters have shapes but no memory (key and shape
+    checks of the large models, e.g. Swin-L's 217M parameters, in a second).
+    """
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope, init_default_scope
+    from mmengine.registry import MODELS, DefaultScope, init_default_scope
 
     import mmcluster  # noqa: F401  (registers the modules)
-    from mmengine.registry import MODELS
     cfg = Config.fromfile(config)
     cfg.model.get('backbone', {}).pop('init_cfg', None)  # no download: the converted weights replace it
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
-    with DefaultScope.overwrite_default_scope(scope):
+    with DefaultScope.overwrite_default_scope(scope), _device(meta):
         return MODELS.build(cfg.model)
+
+
+@contextlib.contextmanager
+def _device(meta: bool):
+    if not meta:
+        yield
+        return
+    linspace = torch.linspace  # Swin reads its drop-path rates with .item(): keep them on the CPU
+    torch.linspace = lambda *a, **kw: linspace(*a, **dict(kw, device='cpu'))
+    try:
+        with torch.device('meta'):
+            yield
+    finally:
+        torch.linspace = linspace
 
 
 if __name__ == '__main__':

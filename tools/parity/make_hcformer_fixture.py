@@ -18,7 +18,7 @@ run; ``configurable`` and the registries pass through). The official code comput
 
 Writes:
 
-* ``hcformer_official_keys.json``: every state-dict key and shape of the official models, built from the
+* ``hcformer_official_keys.json.gz``: every state-dict key and shape of the official models, built from the
   official classes on the meta device (no weights): HCFormer+ Swin-L COCO panoptic (the released checkpoint:
   ``configs/coco/panoptic-segmentation/swin/hcformer+_swin_large_IN21k_384_bs16_200ep.yaml``), HCFormer R50
   and HCFormer+ R50 COCO panoptic. ``criterion.empty_weight`` (the criterion's only buffer, ``[K + 1]``) is
@@ -40,6 +40,7 @@ Writes:
     decoder outputs (class logits, decoded masks of the last layer, stride-32 masks of the others).
 """
 import argparse
+import gzip
 import json
 import sys
 import types
@@ -239,13 +240,14 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     keys = dict(source=f'DensoITLab/HCFormer@{COMMIT}', models=official_key_lists(swin, resnet, dec))
-    (args.out / 'hcformer_official_keys.json').write_text(json.dumps(keys, separators=(',', ':')))
+    with gzip.open(args.out / 'hcformer_official_keys.json.gz', 'wt') as f:
+        f.write(json.dumps(keys, separators=(',', ':')))
     gen = torch.Generator().manual_seed(0)
     fixture = dict(source=f'DensoITLab/HCFormer@{COMMIT}', clustering=clustering_case(utils, gen),
                    decode=decode_case(dec, gen), model=model_case(swin, utils, dec, gen))
     # the legacy format: no per-tensor zip records (a third smaller for these ~200 small tensors)
     torch.save(fixture, args.out / 'hcformer_parity.pt', _use_new_zipfile_serialization=False)
-    for name in ('hcformer_official_keys.json', 'hcformer_parity.pt'):
+    for name in ('hcformer_official_keys.json.gz', 'hcformer_parity.pt'):
         print(args.out / name, (args.out / name).stat().st_size, 'bytes')
 
 

@@ -84,18 +84,6 @@ def unpack_hc_features(x) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     return x[0], list(x[1]), scales
 
 
-def legacy_scale_loss(loss_scale: Optional[dict], legacy: dict) -> Optional[dict]:
-    """TEMPORARY (until configs/hcformer/ is migrated): ``reg_weight`` / ``reg_mode`` -> ``loss_scale``."""
-    unknown = set(legacy) - {'reg_weight', 'reg_mode'}
-    if unknown:
-        raise TypeError(f'unexpected keyword arguments {sorted(unknown)}')
-    if not legacy:
-        return loss_scale
-    weight = legacy.get('reg_weight', 0.1)
-    return None if not weight else dict(type='HCScaleLoss', loss_weight=weight,
-                                        mode=legacy.get('reg_mode', 'abs_of_sum'))
-
-
 def scale_losses(loss_scale, scales: Sequence[Tensor]) -> Dict[str, Tensor]:
     """``{'loss_hc_scale': loss_scale(scales)}``, or ``{}`` without a loss module or without scales."""
     if loss_scale is None or not scales:
@@ -147,9 +135,7 @@ class HCFormerHead(Mask2FormerHead):
                  strides: Optional[Sequence[int]] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
-                 init_cfg=None,
-                 **legacy) -> None:
-        loss_scale = legacy_scale_loss(loss_scale, legacy)
+                 init_cfg=None) -> None:
         # Mask2FormerHead.__init__ builds a pixel decoder: skip it (and AnchorFreeHead's) like mmdet does
         super(AnchorFreeHead, self).__init__(init_cfg=init_cfg)
         if pixel_decoder is not None:

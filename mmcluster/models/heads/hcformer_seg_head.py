@@ -26,7 +26,7 @@ from torch import Tensor
 
 from mmcluster.models.layers.hc_decode import hc_decode_hierarchy
 from mmcluster.registry import MODELS, register_module
-from .hcformer_head import SCALE_LOSS, HCFormerHead, legacy_scale_loss, scale_losses, unpack_hc_features
+from .hcformer_head import SCALE_LOSS, HCFormerHead, scale_losses, unpack_hc_features
 
 
 def sem_seg_to_instances(batch_data_samples, ignore_index: int = 255) -> Tuple[List[InstanceData], List[dict]]:
@@ -102,8 +102,6 @@ class HCFCNHead(FCNHead):
     """
 
     def __init__(self, loss_scale: Optional[dict] = SCALE_LOSS, **kwargs) -> None:
-        loss_scale = legacy_scale_loss(loss_scale, {k: kwargs.pop(k) for k in ('reg_weight', 'reg_mode')
-                                                    if k in kwargs})
         if kwargs.get('input_transform') is not None or kwargs.get('in_index', 0) != 0:
             raise ValueError('HCFCNHead reads the top feature of HCFeatures: leave in_index=0, input_transform=None')
         kwargs['in_index'] = 0
