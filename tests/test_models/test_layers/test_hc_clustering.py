@@ -238,21 +238,24 @@ def test_decode_hierarchy_and_hard_labels():
     torch.manual_seed(3)
     sizes = [(3, 4), (5, 7), (10, 13)]  # coarse-to-fine fine-map sizes: 2x2 -> 3x4 -> 5x7 -> 10x13
     assigns = [torch.randn(1, 9, *s).masked_fill(~hc_candidate_valid(*s), -1e9).softmax(1) for s in sizes]
-    x = torch.randn(1, 2, 2, 2)
+    x = torch.randn(1, 2, 2, 2, dtype=torch.float64)
+    assigns = [a.double() for a in assigns]
     out = hc_decode_hierarchy(x, assigns)
-    ref = hc_decode(hc_decode(hc_decode(x, assigns[0]), assigns[1]), assigns[2])
-    torch.testing.assert_close(out, ref)
+    ref = slow_decode(slow_decode(slow_decode(x, assigns[0]), assigns[1]), assigns[2])  # Eq. 5 level by level
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match=r'assigns\[1\]'):
         hc_decode_hierarchy(x, [assigns[0], assigns[2]])
-    # hard partitions: decoding one-hot cluster indicators with hard assignments gives the same partition
-    hard = [torch.nn.functional.one_hot(a.argmax(1), 9).permute(0, 3, 1, 2).float() for a in assigns]
+    # hard partitions: decoding one-hot cluster indicators with hard assignments (slow Eq. 5) gives the partition
+    hard = [torch.nn.functional.one_hot(a.argmax(1), 9).permute(0, 3, 1, 2).double() for a in assigns]
     parts = hc_partitions(assigns)
     assert [tuple(p.shape) for p in parts] == [(1, 10, 13)] * 3
     for level, cells in enumerate([(2, 2), (3, 4), (5, 7)]):
         n = cells[0] * cells[1]
-        ids = torch.eye(n).view(1, n, *cells)  # one indicator channel per cell of assigns[level]'s coarse map
-        decoded = hc_decode_hierarchy(ids, hard[level:])
-        assert torch.equal(decoded.argmax(1), parts[level]) and torch.equal(decoded.sum(1), torch.ones(1, 10, 13))
+        decoded = torch.eye(n, dtype=torch.float64).view(1, n, *cells)  # an indicator per cell of the coarse map
+        for a in hard[level:]:
+            decoded = slow_decode(decoded, a)
+        assert torch.equal(decoded.argmax(1), parts[level])
+        assert torch.equal(decoded.sum(1), torch.ones(1, 10, 13, dtype=torch.float64))
 
 
 def test_registered_and_parameter_count():
