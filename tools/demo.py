@@ -11,6 +11,7 @@ prediction for a few validation images.
 import argparse
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import List
 
@@ -36,7 +37,10 @@ def draw_predictions(config: Path, checkpoint: Path, data: Path, out_png: Path,
     from PIL import Image
 
     os.environ['MMCLUSTER_TOY_DATA'] = str(data)
-    model = init_model(str(config), str(checkpoint), device='cpu')
+    with warnings.catch_warnings():  # mmseg's notices about its own defaults, not about this model
+        for message in ('Default ``avg_non_ignore`` is False', '``build_loss`` would be deprecated soon'):
+            warnings.filterwarnings('ignore', message=message, category=UserWarning)
+        model = init_model(str(config), str(checkpoint), device='cpu')
     palette = np.asarray(model.dataset_meta['palette'], np.uint8)
     image_dir = data / 'ade' / 'images' / 'validation'
     label_dir = data / 'ade' / 'annotations' / 'validation'
