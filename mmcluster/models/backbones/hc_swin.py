@@ -15,6 +15,12 @@ with ``out_i = norm_i(pre_i)`` (``[B, C_i, H_i, W_i]``), ``pre_i`` the stage out
 ``down_i = PatchMerging_i(pre_i)`` (``[B, 2 C_i, ceil(H_i / 2), ceil(W_i / 2)]``). The
 :class:`~mmcluster.models.necks.HCFormerNeck` with ``coarse_inputs='patch_merging'`` clusters ``pre_i`` onto
 ``down_i``. With ``pair_outs=False`` it is mmdet's Swin.
+
+Differences from the official Swin (Mask2Former's copy inside HCSwin): none in the computation (the tests match a
+tiny official HCFormer+ to 1e-9 in float64); mmdet's PatchMerging concatenates each 2x2 window in ``nn.Unfold``'s
+channel order, so official ``downsample.reduction`` / ``downsample.norm`` weights are permuted by
+``tools/model_converters/hcformer2mmcluster.py``; module names differ (``stages`` / ``w_msa`` / ``ffn``, mapped by the
+converter). The clustering modules live in :class:`~mmcluster.models.necks.HCFormerNeck`, not in the backbone.
 """
 from typing import Tuple
 
