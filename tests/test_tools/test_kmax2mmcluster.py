@@ -1,13 +1,13 @@
 """kMaX-DeepLab converter on a checkpoint with exactly the official keys and shapes (from the official module
-definitions: ``tests/data/fixtures/kmax_r50_keys.json``, written by ``tools/parity/make_kmax_fixture.py``),
-read through the shared safe loader, strict match against ``KMaXHead``; missing / unexpected keys reported."""
+definitions: ``tests/data/fixtures/kmax_r50_keys.json``, written by ``tools/parity/make_kmax_fixture.py``:
+detectron2 ResNet-50 + sem_seg_head), read through the shared safe loader: strict match against the model of
+the R50 COCO config (mmdet MaskFormer, mmdet ResNet-50, KMaXHead); missing / unexpected keys reported."""
 import json
 
 import pytest
 import torch
 from conftest import REPO, load_tool
 
-from mmcluster.models.heads.kmax_head import KMaXHead
 from mmcluster.utils.checkpoint import check_state_dict, load_checkpoint_safely, pick_state_dict
 
 
@@ -15,9 +15,12 @@ from mmcluster.utils.checkpoint import check_state_dict, load_checkpoint_safely,
 
 @pytest.fixture(scope='module')
 def head_state():
+    from e2e import build
+    from mmengine.config import Config
+    pytest.importorskip('mmdet.models')
     with torch.device('meta'):  # shapes only
-        head = KMaXHead()  # R50, COCO 133 classes
-    return {'panoptic_head.' + k: v for k, v in head.state_dict().items()}
+        model = build(Config.fromfile(str(REPO / 'configs/kmax_deeplab/kmax-deeplab_r50_32xb2-150k_coco-panoptic.py')))
+    return model.state_dict()
 
 
 def _official_checkpoint(path, drop=None, extra=None):

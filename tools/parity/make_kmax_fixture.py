@@ -7,9 +7,9 @@ Needs:
 * timm 0.6.13 in a scratch folder (never in .venv):
   ``.venv/bin/pip install --target /tmp/scratch-kmax timm==0.6.13 --no-deps``.
 
-detectron2 is not installed: the few names the two official model files import (``configurable``,
-``Registry``, ``ShapeSpec``, ``SEM_SEG_HEADS_REGISTRY``, ``BACKBONE_REGISTRY``, ``Backbone``) are stubbed in
-``sys.modules`` below; ``Tensor.float()`` keeps float64 tensors (see ``_install_stubs``);
+detectron2 is not installed: the few names the official model files import (``configurable``,
+``Registry``, ``ShapeSpec``, ``SEM_SEG_HEADS_REGISTRY``, ``BACKBONE_REGISTRY``, ``Backbone``, ``CNNBlockBase``,
+``Conv2d`` with its ``norm``, fvcore's ``c2_msra_fill``) are stubbed in ``sys.modules`` below; ``Tensor.float()`` keeps float64 tensors (see ``_install_stubs``);
 ``nn.SyncBatchNorm`` is replaced by a rank-agnostic BatchNorm with the same arguments
 so that the modules run on the CPU in train mode too (no process group).
 
@@ -26,9 +26,9 @@ Writes (float64, CPU):
   channels 16/16/8/8, layers 1/2/1/1) at input size 65 (its training size): inputs, the three outputs.
 * ``kmax_decoder.pt``: an official ``kMaXTransformerDecoder`` (2+2+2 layers, 10 queries, 4 classes) on
   small maps: inputs and final / auxiliary outputs, eval mode.
-* ``kmax_r50_keys.json``: every key and shape of the official R50 COCO ``sem_seg_head`` (pixel decoder +
-  transformer decoder with its auxiliary semantic head), from the official module definitions, and their
-  parameter counts.
+* ``kmax_r50_keys.json``: every key and shape of the official R50 COCO model -- the ResNet-50 backbone and the
+  ``sem_seg_head`` (pixel decoder + transformer decoder with its auxiliary semantic head) -- from the official
+  module definitions, and the head's parameter counts.
 
 Weights are not stored (they would be megabytes): every tensor of the official state dict is filled by
 :func:`deterministic_tensor` from its key and shape (no RNG), which the tests recompute; the fixture stores
@@ -104,9 +104,30 @@ def _install_stubs():
 
     from collections import namedtuple
     shape_spec = namedtuple('ShapeSpec', ['channels', 'height', 'width', 'stride'], defaults=[None] * 4)
+    class CNNBlockBase(torch.nn.Module):
+
+        def __init__(self, in_channels, out_channels, stride):
+            super().__init__()
+            self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+
+        def freeze(self):
+            return self
+
+    class D2Conv2d(torch.nn.Conv2d):
+        """detectron2's Conv2d: a Conv2d carrying its ``norm`` (keys ``conv.weight``, ``conv.norm.*``)."""
+
+        def __init__(self, *args, norm=None, activation=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.norm, self.activation = norm, activation
+
     mods = {name: types.ModuleType(name) for name in (
         'detectron2', 'detectron2.config', 'detectron2.utils', 'detectron2.utils.registry', 'detectron2.layers',
-        'detectron2.modeling')}
+        'detectron2.modeling', 'fvcore', 'fvcore.nn', 'fvcore.nn.weight_init')}
+    mods['detectron2.layers'].CNNBlockBase = CNNBlockBase
+    mods['detectron2.layers'].Conv2d = D2Conv2d
+    mods['detectron2.layers'].DeformConv = mods['detectron2.layers'].ModulatedDeformConv = None
+    mods['fvcore.nn.weight_init'].c2_msra_fill = lambda m: torch.nn.init.kaiming_normal_(m.weight, mode='fan_out')
+    mods['fvcore.nn'].weight_init = mods['fvcore.nn.weight_init']
     mods['detectron2.config'].configurable = configurable
     mods['detectron2.utils.registry'].Registry = Registry
     mods['detectron2.layers'].ShapeSpec = shape_spec
@@ -127,7 +148,8 @@ def _install_stubs():
 def _load_official(repo: str, workdir: str):
     files = ['kmax_deeplab/modeling/pixel_decoder/kmax_pixel_decoder.py',
              'kmax_deeplab/modeling/transformer_decoder/kmax_transformer_decoder.py',
-             'kmax_deeplab/modeling/backbone/convnext.py']
+             'kmax_deeplab/modeling/backbone/convnext.py',
+             'kmax_deeplab/modeling/backbone/resnet.py']
     root = os.path.join(workdir, 'kmax_official')
     for sub in ('', 'modeling', 'modeling/pixel_decoder', 'modeling/transformer_decoder', 'modeling/backbone'):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
@@ -140,7 +162,8 @@ def _load_official(repo: str, workdir: str):
     sys.path.insert(0, workdir)
     from kmax_official.modeling.pixel_decoder import kmax_pixel_decoder as pd
     from kmax_official.modeling.transformer_decoder import kmax_transformer_decoder as td
-    return pd, td
+    from kmax_official.modeling.backbone import resnet as rn
+    return pd, td, rn
 
 
 def _fill(module):
@@ -164,7 +187,7 @@ def main():
     shape_spec = _install_stubs()
     commit = subprocess.run(['git', f'--git-dir={args.repo}', 'rev-parse', 'HEAD'], check=True,
                             capture_output=True, text=True).stdout.strip()
-    pd, td = _load_official(args.repo, tempfile.mkdtemp(prefix='kmax_official_'))
+    pd, td, rn = _load_official(args.repo, tempfile.mkdtemp(prefix='kmax_official_'))
     torch.set_default_dtype(torch.float64)
     os.makedirs(args.out, exist_ok=True)
     gen = torch.Generator().manual_seed(0)
@@ -228,7 +251,12 @@ def main():
     dec = td.kMaXTransformerDecoder(dec_layers=[2, 2, 2], in_channels=[2048, 1024, 512, 256], num_classes=133,
                                     num_queries=128, drop_path_prob=0.2, add_aux_semantic_pred=True,
                                     use_aux_semantic_decoder=True, input_shape_from_backbone=r50_shape)
+    # the official R50 backbone (custom_bn_build_resnet_backbone with kmax_r50.yaml: SyncBN, STRIDE_IN_1X1 False)
+    backbone = rn.ResNet(rn.BasicStem(3, 64, norm='syncbn'),
+                         rn.ResNet.make_default_stages(50, stride_in_1x1=False, norm='syncbn'),
+                         out_features=['res2', 'res3', 'res4', 'res5'])
     keys = OrderedDict()
+    keys.update(_shapes(backbone, 'backbone.'))
     keys.update(_shapes(pixdec, 'sem_seg_head.pixel_decoder.'))
     keys.update(_shapes(dec, 'sem_seg_head.predictor.'))
 
