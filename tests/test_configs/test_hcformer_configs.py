@@ -34,6 +34,12 @@ PAPER_PARAMS = {
     'hcformer_swin-s-p4-w7-224_8xb2-lsj-50e_coco-panoptic.py': ('coco_panoptic', 'hcformer_swin-s'),
     SWIN_L: ('coco_panoptic', 'hcformerplus_swin-l'),
 }
+# config -> official model whose exact parameter count (counted from the official module definitions) it must have
+OFFICIAL_PARAMS = {
+    'hcformer_r50_8xb2-lsj-50e_coco-panoptic.py': 'hcformer_r50_coco-panoptic',
+    'hcformerplus_r50_8xb2-lsj-100e_coco-panoptic.py': 'hcformerplus_r50_coco-panoptic',
+    SWIN_L: 'hcformerplus_swin-l_coco-panoptic',
+}
 NORMS = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.modules.batchnorm._BatchNorm)
 
 
@@ -89,6 +95,8 @@ def test_full_configs_build_with_paper_settings(name):
         task, key = PAPER_PARAMS[name]
         n = nparams(model)
         assert abs(n / 1e6 - PUBLISHED[task][key]['params']) < 0.5, f'{name}: {n} parameters'
+    if name in OFFICIAL_PARAMS:
+        assert nparams(model) == PUBLISHED['official_params'][OFFICIAL_PARAMS[name]]
     if 'coco' in name:
         epochs = 200 if name == SWIN_L else 100 if name.startswith('hcformerplus') else 50
         assert cfg.train_cfg.max_iters == 368750 * epochs // 50  # 7,375 iterations per epoch at batch 16

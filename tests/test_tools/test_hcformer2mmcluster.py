@@ -16,6 +16,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
+import yaml
 from conftest import REPO, load_tool
 
 pytest.importorskip('mmdet.models')
@@ -52,6 +53,11 @@ def test_official_key_layout_converts_exactly(conv, official):
     model = conv.build_model(str(find_config(OFFICIAL_MODELS[official])), meta=True)
     report = check_state_dict(converted, model)
     assert report.exact, str(report)
+    # the parameter count of published.yml is the one of this official key list
+    counted = sum(torch.Size(shape).numel() for k, shape in layout.items() if k != 'criterion.empty_weight'
+                  and not k.endswith(('running_mean', 'running_var', 'relative_position_index')))
+    published = yaml.safe_load((REPO / 'tests/data/published.yml').read_text())['hcformer']['official_params']
+    assert counted == published[official] == sum(p.numel() for p in model.parameters())
     assert info['dropped'] == ['criterion.empty_weight'] and info['level'] == 3
     assert info['backbone'] == ('swin' if 'swin' in official else 'resnet')
     assert info['with_encoder'] == official.startswith('hcformerplus')
