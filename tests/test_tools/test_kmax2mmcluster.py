@@ -62,3 +62,19 @@ def test_backbone_key_mapping():
     assert conv.convert_key('backbone.res3.0.shortcut.norm.weight') == 'backbone.layer2.0.downsample.1.weight'
     assert conv.convert_key('backbone.res5.2.conv3.weight') == 'backbone.layer4.2.conv3.weight'
     assert conv.convert_key('backbone.stages.2.4.pwconv1.bias') == 'backbone.stages.2.4.pointwise_conv1.bias'
+
+
+def test_official_convnext_tiny_layout_matches_mmpretrain_convnext():
+    """Keys of the official ConvNeXt-T (written by the fixture script from the official module definition)
+    convert exactly onto mmpretrain's ConvNeXt of the ConvNeXt-T config (its output norms filled in)."""
+    from mmdet.registry import MODELS
+    import mmpretrain.models  # noqa: F401
+    from mmengine.config import Config
+    conv = load_tool('tools/model_converters/kmax2mmcluster.py')
+    layout = json.loads((REPO / 'tests/data/fixtures/kmax_r50_keys.json').read_text())['convnext_tiny_backbone_keys']
+    state, dropped = conv.convert({k: torch.zeros(1).expand(s) if s else torch.zeros(()) for k, s in layout.items()})
+    cfg = Config.fromfile(str(REPO / 'configs/kmax_deeplab/kmax-deeplab_convnext-t_32xb2-150k_coco-panoptic.py'))
+    backbone = MODELS.build(dict(cfg.model.backbone, init_cfg=None))
+    report = check_state_dict(state, {'backbone.' + k: v for k, v in backbone.state_dict().items()})
+    assert not dropped and report.exact, str(report)
+    assert torch.equal(state['backbone.norm3.weight'], torch.ones(768))

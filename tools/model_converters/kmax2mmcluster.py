@@ -21,8 +21,10 @@ where ``X'`` drops the leading underscore of every name component and fixes the 
   ``backbone.res{s}.{b}.conv{i}.{weight,norm.*}`` -> ``backbone.layer{s-1}.{b}.{conv{i}.weight,bn{i}.*}``;
   ``...shortcut.{weight,norm.*}`` -> ``...downsample.{0.weight,1.*}``.
 * Backbone, the authors' ConvNeXt -> mmpretrain ``ConvNeXt``: ``dwconv`` -> ``depthwise_conv``,
-  ``pwconv1`` / ``pwconv2`` -> ``pointwise_conv1`` / ``pointwise_conv2``; ``downsample_layers``, ``norm{i}``
-  and ``gamma`` keep their names.
+  ``pwconv1`` / ``pwconv2`` -> ``pointwise_conv1`` / ``pointwise_conv2``; ``downsample_layers`` and ``gamma``
+  keep their names. The official ConvNeXt has no output norms; mmpretrain's adds a LayerNorm ``norm{i}`` per
+  output, which the converter fills with weight 1 / bias 0 (a plain normalisation, which the pixel decoder's
+  own input LayerNorm makes a near no-op; docs/kmax_deeplab.md lists the remaining ConvNeXt differences).
 
 ``num_batches_tracked`` buffers are kept. With ``--config`` the converted weights are checked against the
 model the config builds (missing / unexpected / shape-mismatched keys listed; exit status 1 unless exact).
@@ -97,6 +99,13 @@ def convert(state_dict: Dict[str, torch.Tensor]):
             if new in out:
                 raise ValueError(f'two official keys map to {new!r}')
             out[new] = value
+    stage_norms = sorted(k for k in out if re.match(r'backbone\.downsample_layers\.\d\.[01]\.weight$', k))
+    if stage_norms:  # ConvNeXt: mmpretrain's output norms (absent from the official model)
+        for i in range(4):
+            w = out.get(f'backbone.stages.{i}.0.gamma')
+            if w is not None and f'backbone.norm{i}.weight' not in out:
+                out[f'backbone.norm{i}.weight'] = torch.ones_like(w)
+                out[f'backbone.norm{i}.bias'] = torch.zeros_like(w)
     return out, dropped
 
 

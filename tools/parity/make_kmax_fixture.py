@@ -28,7 +28,8 @@ Writes (float64, CPU):
   small maps: inputs and final / auxiliary outputs, eval mode.
 * ``kmax_r50_keys.json``: every key and shape of the official R50 COCO model -- the ResNet-50 backbone and the
   ``sem_seg_head`` (pixel decoder + transformer decoder with its auxiliary semantic head) -- from the official
-  module definitions, and the head's parameter counts.
+  module definitions, and the head's parameter counts; plus the keys of the official ConvNeXt-T backbone
+  (``convnext_tiny_backbone_keys``, kmax_convnext_tiny.yaml).
 
 Weights are not stored (they would be megabytes): every tensor of the official state dict is filled by
 :func:`deterministic_tensor` from its key and shape (no RNG), which the tests recompute; the fixture stores
@@ -163,7 +164,8 @@ def _load_official(repo: str, workdir: str):
     from kmax_official.modeling.pixel_decoder import kmax_pixel_decoder as pd
     from kmax_official.modeling.transformer_decoder import kmax_transformer_decoder as td
     from kmax_official.modeling.backbone import resnet as rn
-    return pd, td, rn
+    from kmax_official.modeling.backbone import convnext as cn
+    return pd, td, rn, cn
 
 
 def _fill(module):
@@ -187,7 +189,7 @@ def main():
     shape_spec = _install_stubs()
     commit = subprocess.run(['git', f'--git-dir={args.repo}', 'rev-parse', 'HEAD'], check=True,
                             capture_output=True, text=True).stdout.strip()
-    pd, td, rn = _load_official(args.repo, tempfile.mkdtemp(prefix='kmax_official_'))
+    pd, td, rn, cn = _load_official(args.repo, tempfile.mkdtemp(prefix='kmax_official_'))
     torch.set_default_dtype(torch.float64)
     os.makedirs(args.out, exist_ok=True)
     gen = torch.Generator().manual_seed(0)
@@ -263,7 +265,9 @@ def main():
     def count(m, exclude=None):
         return sum(p.numel() for n, p in m.named_parameters() if not (exclude and n.startswith(exclude)))
 
-    info = dict(commit=commit, source='bytedance/kmax-deeplab configs/coco/panoptic_segmentation/kmax_r50.yaml',
+    convnext_t = cn.ConvNeXt(depths=[3, 3, 9, 3], dims=[96, 192, 384, 768], drop_path_rate=0.3)
+    convnext_keys = _shapes(convnext_t, 'backbone.')
+    info = dict(commit=commit, convnext_tiny_backbone_keys=convnext_keys, source='bytedance/kmax-deeplab configs/coco/panoptic_segmentation/kmax_r50.yaml',
                 params=dict(pixel_decoder=count(pixdec), transformer_decoder=count(dec),
                             transformer_decoder_without_aux_semantic=count(dec, '_auxiliary_semantic_predictor')),
                 keys=keys)
