@@ -36,8 +36,10 @@ def test_converter_strict_on_official_layout(tmp_path, head_state, capsys):
     conv = load_tool('tools/model_converters/kmax2mmcluster.py')
     src, dst = tmp_path / 'kmax_r50.pth', tmp_path / 'out.pth'
     _official_checkpoint(src)
-    assert conv.main([str(src), str(dst)]) == 0
-    assert 'pixel_mean' in capsys.readouterr().out
+    config = REPO / 'configs/kmax_deeplab/kmax-deeplab_r50_32xb2-150k_coco-panoptic.py'
+    assert conv.main([str(src), str(dst), '--config', str(config)]) == 0  # the user's path: exit 0 = exact
+    out = capsys.readouterr().out
+    assert 'pixel_mean' in out and 'missing keys (0)' in out and 'unexpected keys (0)' in out
     state = pick_state_dict(load_checkpoint_safely(dst))
     report = check_state_dict(state, head_state)
     assert report.exact, str(report)
