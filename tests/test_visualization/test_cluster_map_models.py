@@ -112,14 +112,3 @@ def test_hcformer_levels_nest(tool, tmp_path):
         assert 0 <= panel.scores['ue'] <= 1 and 0 <= panel.scores['asa'] <= 1
         assert math.isfinite(panel.scores['ue'])
 
-
-def test_kmax_heads_cluster_through_the_predict_path(tool, tmp_path):
-    """kMaX-DeepLab clusters in its head (k-means cross-attention), so the whole predict path runs: one map per
-    decoder layer, on the pixel features of stride 32, 16 and 8 of the 96 x 96 padded input."""
-    pytest.importorskip('mmdet.models')
-    config = one_config('kmax_deeplab/kmax-deeplab_r18_*toy_coco-panoptic*.py')
-    save_image(tmp_path / 'img.png', 70, 90)
-    result = tool.main([str(config), 'none', str(tmp_path / 'img.png'), '--out', str(tmp_path / 'kmax.png')])
-    assert result.mode == 'predict' and result.input_hw == (96, 96)
-    assert [(p.step, p.grid) for p in result.panels] == [(0, (3, 3)), (1, (6, 6)), (2, (12, 12))]
-    assert all(p.record.startswith('panoptic_head.') and p.labels.shape == (70, 90) for p in result.panels)
