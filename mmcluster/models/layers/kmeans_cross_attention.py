@@ -38,8 +38,11 @@ Switches (official behaviour by default):
   projection reads ``[GELU(F), x, y]`` with normalised coordinates in ``[-1, 1]`` (CoordConv), and each centre
   gets ``W_xy c_l`` added to ``Q_s``, where ``c_l`` is the centroid of its reference mask
   ``softmax_l(Z_prev)`` (``sum_p a_lp xy_p / sum_p a_lp``; zero without ``Z_prev``). The paper's exact
-  formulation is not public; this is our resolution (``docs/kmax_deeplab.md``). CMT-DeepLab's combination
-  with the original cross-attention update and its pixel update are not implemented.
+  formulation is not public; this is our resolution (``docs/kmax_deeplab.md``).
+* ``cross_attention_term`` (CMT-DeepLab: the centre update "combines the clustering update with the original
+  cross-attention"): ``U = A V^T + softmax_HW(Z) V^T``, the second term being a standard cross-attention
+  (softmax over the pixels) on the same logits. Our resolution of an unspecified combination (a plain sum).
+  CMT-DeepLab's pixel update from the clusters is not implemented.
 
 Each layer records its E-step through :class:`~mmcluster.models.utils.cluster_record.ClusterRecorder`: kind
 ``'hard'`` (``[B, HW]`` cluster ids) for argmax, ``'soft'`` (``[B, HW, L]``) for softmax; ``step`` = the
@@ -111,6 +114,7 @@ class KMeansCrossAttentionLayer(nn.Module, ClusterRecorder):
         self_attn_input: ``'pre_kmeans'`` (official code) or ``'post_kmeans'`` (paper figure).
         mask_residual: add the previous layer's mask logits (CMT-DeepLab). Defaults to False.
         coord_conv: location-sensitive clustering with coordinates (CMT-DeepLab). Defaults to False.
+        cross_attention_term: add the pixel-softmax cross-attention update (CMT-DeepLab). Defaults to False.
         layer_index: the layer's index in the decoder, recorded as ``step``. Defaults to 0.
         norm_cfg: norm config. Defaults to BN(eps 1e-3, momentum 0.01).
 
@@ -123,7 +127,8 @@ class KMeansCrossAttentionLayer(nn.Module, ClusterRecorder):
                  base_filters: int = 128, num_heads: int = 8, bottleneck_expansion: float = 2,
                  key_expansion: float = 1, value_expansion: float = 2, ffn_channels: int = 2048,
                  drop_path_rate: float = 0.0, assignment: str = 'argmax', self_attn_input: str = 'pre_kmeans',
-                 mask_residual: bool = False, coord_conv: bool = False, layer_index: int = 0,
+                 mask_residual: bool = False, coord_conv: bool = False, cross_attention_term: bool = False,
+                 layer_index: int = 0,
                  norm_cfg: Optional[dict] = KMAX_NORM_CFG) -> None:
         super().__init__()
         if assignment not in ASSIGNMENTS:
@@ -134,6 +139,7 @@ class KMeansCrossAttentionLayer(nn.Module, ClusterRecorder):
         self.self_attn_input = self_attn_input
         self.mask_residual = mask_residual
         self.coord_conv = coord_conv
+        self.cross_attention_term = cross_attention_term
         self.layer_index = layer_index
         self.num_heads = num_heads
         bottleneck = int(round(base_filters * bottleneck_expansion))
@@ -221,7 +227,11 @@ class KMeansCrossAttentionLayer(nn.Module, ClusterRecorder):
 
         # M-step in float32 under AMP (sums over many pixels).
         dtype = torch.float32 if pixel_value.dtype in LOW_PRECISION else pixel_value.dtype
-        update = torch.einsum('blm,bdm->bdl', assign.to(dtype), pixel_value.to(dtype)).to(pixel_value.dtype)
+        update = torch.einsum('blm,bdm->bdl', assign.to(dtype), pixel_value.to(dtype))
+        if self.cross_attention_term:
+            spatial = mask_logits.flatten(2).to(dtype).softmax(dim=-1)
+            update = update + torch.einsum('blm,bdm->bdl', spatial, pixel_value.to(dtype))
+        update = update.to(pixel_value.dtype)
         update = self.kmeans_query_conv3_bn(self.kmeans_query_batch_norm_retrieved_value(update))
         query_feature = query_feature + self.drop_path_kmeans(update)
 

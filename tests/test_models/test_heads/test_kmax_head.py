@@ -84,7 +84,8 @@ def test_detector_loss_predict_and_records():
 def test_cmt_variant_trains():
     model = _detector(transformer_decoder=dict(
         query_channels=64, layer_cfg=dict(base_filters=16, ffn_channels=64, assignment='softmax',
-                                          mask_residual=True, coord_conv=True, self_attn_input='post_kmeans')))
+                                          mask_residual=True, coord_conv=True, cross_attention_term=True,
+                                          self_attn_input='post_kmeans')))
     data = model.data_preprocessor(_batch(((64, 64), )), training=True)
     model.train()
     losses = model(**data, mode='loss')

@@ -57,7 +57,7 @@ def _dwconv5(x, sd, p):
 
 
 def reference_layer(sd, pixel, query, assignment='argmax', self_attn_input='pre_kmeans', num_heads=2,
-                    key_channels=8):
+                    key_channels=8, cross_attention_term=False):
     """The layer's equations for one sample: pixel ``[C_p, H, W]``, centres ``[D, L]`` (eval mode)."""
     c_p, h, w = pixel.shape
     n = h * w
@@ -96,6 +96,11 @@ def reference_layer(sd, pixel, query, assignment='argmax', self_attn_input='pre_
     for l in range(length):
         for p in range(n):
             U[:, l] += A[l, p] * V[:, p]
+    if cross_attention_term:  # CMT: + the original cross-attention (softmax over the pixels of each centre)
+        for l in range(length):
+            e = torch.exp(Z[l] - Z[l].max())
+            for p in range(n):
+                U[:, l] += e[p] / e.sum() * V[:, p]
     U = _bn(U, sd, 'kmeans_query_batch_norm_retrieved_value.')
     Q = query + _bn(_conv1x1(U, sd, 'kmeans_query_conv3_bn.'), sd, 'kmeans_query_conv3_bn.norm.')
     # self-attention (BN over heads on the logits, softmax over keys, BN + GELU on the output)
@@ -147,10 +152,11 @@ def _make(**kwargs):
     return _randomise(layer).eval()
 
 
-@pytest.mark.parametrize('assignment,self_attn_input', [('argmax', 'pre_kmeans'), ('argmax', 'post_kmeans'),
-                                                         ('softmax', 'pre_kmeans')])
-def test_layer_matches_reference(assignment, self_attn_input):
-    layer = _make(assignment=assignment, self_attn_input=self_attn_input)
+@pytest.mark.parametrize('assignment,self_attn_input,xattn', [
+    ('argmax', 'pre_kmeans', False), ('argmax', 'post_kmeans', False), ('softmax', 'pre_kmeans', False),
+    ('softmax', 'pre_kmeans', True)])
+def test_layer_matches_reference(assignment, self_attn_input, xattn):
+    layer = _make(assignment=assignment, self_attn_input=self_attn_input, cross_attention_term=xattn)
     g = torch.Generator().manual_seed(1)
     pixel = torch.randn(2, 6, 3, 4, generator=g, dtype=torch.float64)
     query = torch.randn(2, 16, 5, generator=g, dtype=torch.float64)
@@ -158,7 +164,8 @@ def test_layer_matches_reference(assignment, self_attn_input):
         out, pred = layer(pixel, query)
     sd = {k: v for k, v in layer.state_dict().items()}
     for b in range(2):
-        q_ref, cls_ref, z_ref, _ = reference_layer(sd, pixel[b], query[b], assignment, self_attn_input)
+        q_ref, cls_ref, z_ref, _ = reference_layer(sd, pixel[b], query[b], assignment, self_attn_input,
+                                                   cross_attention_term=xattn)
         torch.testing.assert_close(pred['mask_logits'][b], z_ref, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(pred['class_logits'][b], cls_ref, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(out[b], q_ref, rtol=1e-9, atol=1e-9)
