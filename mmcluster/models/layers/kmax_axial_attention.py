@@ -1,6 +1,6 @@
 """Axial attention with learned relative positions, for any input length (kMaX-DeepLab pixel decoder).
 
-Papers: Huiyu Wang et al., "Axial-DeepLab" (ECCV 2020), Eq. 4 (position-sensitive self-attention);
+Papers: Huiyu Wang et al., "Axial-DeepLab" (ECCV 2020), Sec. 3 (position-sensitive self-attention);
 Qihang Yu et al., "k-means Mask Transformer" (ECCV 2022), Sec. 3.3. Official PyTorch code
 ``RelativePositionalEncoding`` / ``AxialAttention`` / ``AxialAttention2D`` (bytedance/kmax-deeplab).
 

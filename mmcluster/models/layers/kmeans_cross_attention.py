@@ -1,15 +1,15 @@
 """k-means cross-attention: the kMaX-DeepLab transformer layer, with the CMT-DeepLab clustering as a switch.
 
-Papers: Qihang Yu et al., "k-means Mask Transformer" (kMaX-DeepLab, ECCV 2022), Sec. 3.2, Eqs. 1-5;
+Papers: Qihang Yu et al., "k-means Mask Transformer" (kMaX-DeepLab, ECCV 2022), Sec. 3 (k-means cross-attention);
 Qihang Yu et al., "CMT-DeepLab: Clustering Mask Transformers for Panoptic Segmentation" (CVPR 2022), Sec. 3.
 Official kMaX PyTorch code: bytedance/kmax-deeplab ``kMaXTransformerLayer``. Details: ``docs/kmax_deeplab.md``.
 
 A mask transformer's cross-attention updates the cluster centres ``C`` (queries, ``[L, D]``) from the pixels
-with a softmax over the ``HW`` pixels (paper Eq. 2). kMaX re-reads it as k-means (paper Eqs. 3-5): the
+with a softmax over the ``HW`` pixels. kMaX re-reads it as k-means (paper Sec. 3): the
 softmax is taken over the ``L`` clusters and then replaced by a hard argmax:
 
-    A = argmax_L(Q_c K_p^T)          (E-step: one-hot assignment of each pixel to one centre, Eq. 4)
-    C <- C + A V_p                   (M-step: the assignment-weighted SUM of pixel values, Eq. 5)
+    A = argmax_L(Q_c K_p^T)          (E-step: one-hot assignment of each pixel to one centre)
+    C <- C + A V_p                   (M-step: the assignment-weighted SUM of pixel values)
 
 Symbols of the code (``F``: pixel features ``[B, C_p, H, W]``, ``Q``: centres ``[B, D, L]``, ``D = 256``,
 ``C_b = 2 * 128`` bottleneck channels, ``BN_0`` = BatchNorm with weight initialised to 0)::

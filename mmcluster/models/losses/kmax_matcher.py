@@ -1,6 +1,6 @@
 """Hungarian matching of kMaX-DeepLab on the PQ-style similarity.
 
-Papers: Huiyu Wang et al., "MaX-DeepLab" (CVPR 2021), Eq. 6-8 (PQ-style similarity); Qihang Yu et al.,
+Papers: Huiyu Wang et al., "MaX-DeepLab" (CVPR 2021), Sec. 3.2 (PQ-style similarity); Qihang Yu et al.,
 "k-means Mask Transformer" (ECCV 2022), Sec. 3.4. Official PyTorch code ``HungarianMatcher`` (``matcher.py``).
 
 For prediction ``l`` (class logits ``c_l`` over ``K + 1`` classes, mask logits ``Z_l``) and ground truth ``g``

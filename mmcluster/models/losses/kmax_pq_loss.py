@@ -1,6 +1,6 @@
 """PQ-style loss of kMaX-DeepLab (MaX-DeepLab's PQ-style loss as implemented by kMaX).
 
-Papers: Huiyu Wang et al., "MaX-DeepLab" (CVPR 2021), Eq. 9-10; Qihang Yu et al., "k-means Mask Transformer"
+Papers: Huiyu Wang et al., "MaX-DeepLab" (CVPR 2021), Sec. 3.2 (PQ-style loss); Qihang Yu et al., "k-means Mask Transformer"
 (ECCV 2022), Sec. 3.4. Official PyTorch code ``focal_cross_entropy_loss`` and ``dice_loss`` (``criterion.py``).
 
 Class term, per query ``l`` with target class ``y_l`` (void for unmatched queries) and weight ``w_l`` (the

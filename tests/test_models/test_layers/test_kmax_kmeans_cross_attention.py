@@ -1,6 +1,6 @@
 """k-means cross-attention layer (kMaX-DeepLab / CMT-DeepLab switches).
 
-* float64 against a slow reference written from the equations (kMaX paper Eqs. 3-5 and the layer of
+* float64 against a slow reference written from the equations (kMaX paper Sec. 3 and the layer of
   ``docs/kmax_deeplab.md``): per-pixel loops for the E-step and the M-step, per-query loops for the
   self-attention, explicit depthwise convolution; weights are read from the module's state dict;
 * parity with the official PyTorch layer (``tests/data/fixtures/kmax_layer.pt``, made by
