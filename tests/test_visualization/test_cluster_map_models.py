@@ -112,3 +112,31 @@ def test_hcformer_levels_nest(tool, tmp_path):
         assert 0 <= panel.scores['ue'] <= 1 and 0 <= panel.scores['asa'] <= 1
         assert math.isfinite(panel.scores['ue'])
 
+
+
+def family_toy_configs():
+    """One toy config per model family folder (new families are picked up without listing them)."""
+    found = {}
+    for path in sorted(REPO.glob('configs/*/*toy*.py')):
+        family = path.parent.name
+        if family not in ('_base_', 'baselines'):
+            found.setdefault(family, path)
+    return [pytest.param(path, id=family) for family, path in found.items()]
+
+
+@pytest.mark.parametrize('config', family_toy_configs())
+def test_every_family_draws(tool, config, tmp_path):
+    """Whatever a family records can be drawn: every panel is a label map of the image's size, and the PNG grid
+    and its JSON are written."""
+    save_image(tmp_path / 'img.png', 70, 90)
+    out = tmp_path / 'map.png'
+    result = tool.main([str(config), 'none', str(tmp_path / 'img.png'), '--heads', '0', '--out', str(out)])
+    assert result.panels and all(p.labels.shape == (70, 90) and p.num_clusters >= 1 for p in result.panels)
+    assert out.is_file() and out.with_suffix('.json').is_file()
+
+
+def test_a_model_without_clustering_is_refused(tool, tmp_path):
+    save_image(tmp_path / 'img.png', 40, 50)
+    with pytest.raises(ValueError, match='no clustering module'):
+        tool.main([str(REPO / 'configs/baselines/resnet18_1xb32-toy_imagenet.py'), 'none', str(tmp_path / 'img.png'),
+                   '--out', str(tmp_path / 'x.png')])
