@@ -173,7 +173,12 @@ def _options(cfg_options: CfgOptions) -> List[str]:
     return [str(o) for o in cfg_options]
 
 
-def _mim() -> str:
+MIM_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def _mim(scope: str) -> str:
+    if scope not in MIM_SCOPES:
+        raise ValueError(f'mim must be one of {MIM_SCOPES} (the toolkit that runs the config), got {scope!r}')
     mim = Path(sys.executable).parent / 'mim'
     if not mim.is_file():
         raise FileNotFoundError(f'openmim is not installed in this environment ({mim} is missing)')
@@ -280,7 +285,7 @@ def run_config(config: PathLike,
         options.append(f'default_hooks.logger.interval={log_interval}')
     options += _options(cfg_options)
     if mim:
-        cmd = [_mim(), 'train', mim, str(config), '--gpus', '0']
+        cmd = [_mim(mim), 'train', mim, str(config), '--gpus', '0']
     else:
         cmd = [sys.executable, _tool('train.py'), str(config)]
         if minutes is not None:
@@ -318,7 +323,7 @@ def evaluate_checkpoint(config: PathLike,
         options = [f'{loader}.num_workers={workers}' for loader in ('val_dataloader', 'test_dataloader')]
     options += _options(cfg_options)
     if mim:
-        cmd = [_mim(), 'test', mim, str(config), '--checkpoint', str(checkpoint), '--gpus', '0']
+        cmd = [_mim(mim), 'test', mim, str(config), '--checkpoint', str(checkpoint), '--gpus', '0']
     else:
         cmd = [sys.executable, _tool('test.py'), str(config), str(checkpoint)]
     cmd += ['--work-dir', str(work_dir)]

@@ -65,6 +65,8 @@ def test_argument_errors(tmp_path, repo_root):
         run_config(config, tmp_path / 'w', iters=0)
     with pytest.raises(ValueError, match='time budget'):
         run_config(config, tmp_path / 'w', minutes=1, mim='mmpretrain')
+    with pytest.raises(ValueError, match="'mmdet', 'mmseg', 'mmpretrain'"):
+        run_config(config, tmp_path / 'w', iters=1, mim='mmcls')
 
 
 FAKE_TRAIN = """import json, os, sys
