@@ -105,6 +105,11 @@ class ClusterFormer(BaseModule):
         init_cfg: mmengine init config (e.g. ``dict(type='Pretrained', checkpoint=...)`` for converted weights).
             Without one, the MLPs get trunc-normal(0.02) weights and zero biases as in the released code; the
             other projections keep PyTorch's default (the same for the released 1x1 convs and our Linears).
+
+    Deviations from the released ``Cluster`` (each restored by ``compat=True``, which reproduces it exactly):
+    spatial windows of ``window_size`` px and any input size (released: raw-reshape windows, inputs multiple of
+    128), residual M-step, full query map, Eq. 6 dispatch (cosine, no ``sim_alpha``/``sim_beta``). Always: inputs
+    not divisible by 4 are padded before the stem (released: floor). ``docs/clusterformer.md`` lists them all.
     """
 
     arch_settings: Dict[str, dict] = {

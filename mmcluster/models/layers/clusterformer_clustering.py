@@ -97,7 +97,10 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
         update: centre-update strategy, one of :data:`CENTRE_UPDATES` (see the module docstring).
         bias: biases of the projections.
 
-    Deviations from the paper and the released code are listed in ``docs/clusterformer.md``.
+    Deviations (all switchable; ``docs/clusterformer.md``): the M-step residual follows Algorithm 1 (Eq. 3 has
+    none, nor has the released code: ``residual=False``); ``W_Q`` is a full map (released: a head-shared ``d x d``
+    1x1 conv, ``share_q=True``); centres are proper tokens (released: raw memory reshapes, ``raw_reshape=True``);
+    ``temperature`` and ``mass_norm`` are additions (off by default); ``update`` selects the Table 6c variants.
     """
 
     def __init__(self,

@@ -70,6 +70,11 @@ class FeatureDispatch(ClusterRecorder, nn.Module):
         residual: add the tokens back (``'soft'`` / ``'hard'``).
         zero_terms: ``'hard'`` only: keep the ``K - 1`` terms ``MLP(0)`` of Algorithm 2.
         norm_by: ``'coc'`` only: ``'mask'`` (released) or ``'sim'`` denominator.
+
+    Under-specified details and how they are resolved: Eq. 6's ``sim`` is the cosine (paper Sec. 3.1) and its
+    weights are not normalised (the ``1/K`` mean as written); Algorithm 2 is read as ``sum_k MLP(S^_kn p_n) / K``
+    with the ``K - 1`` terms ``MLP(0)`` kept (``zero_terms``); argmax ties go to the lowest centre index; the
+    MLP is ``Linear - GELU - Linear`` of width ``mlp_ratio * d`` (the paper gives no width).
     """
 
     def __init__(self,

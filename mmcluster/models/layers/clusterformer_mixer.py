@@ -76,6 +76,10 @@ class ClusterFormerMixer(ClusterRecorder, nn.Module):
         update: centre-update strategy (Table 6c / S1c ablation): ``'rca'``, ``'kmeans'``, ``'cross_attn'``,
             ``'cosine'`` (see :mod:`mmcluster.models.layers.clusterformer_clustering`).
         compat: reproduce the released layer (raw reshapes; see the module docstring).
+
+    Deviations from the released layer (``compat=False``, the default): real spatial windows of at most
+    ``window_size`` pixels instead of raw-reshape "windows" counted per side; proper token layouts; residual
+    M-step, full query map and the Eq. 6 dispatch (``residual``, ``share_q``, ``dispatch`` restore each).
     """
 
     def __init__(self,
