@@ -228,20 +228,8 @@ class ClusterFormer(BaseModule):
                 outs.append(getattr(self, f'norm{2 * i}')(x))
         return tuple(outs)
 
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        modules = [self.patch_embed]
-        for i in range(min(self.frozen_stages, 3) + 1):
-            if i > 0:
-                modules.append(self.network[2 * i - 1])
-            modules.append(self.network[2 * i])
-            if i in self.out_indices:
-                modules.append(getattr(self, f'norm{2 * i}'))
-        for m in modules:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
+    # stem + stages <= frozen_stages (with their reducers and output norms): the same layout and rule as CoC
+    _freeze_stages = ContextCluster._freeze_stages
 
     def train(self, mode: bool = True):
         super().train(mode)
