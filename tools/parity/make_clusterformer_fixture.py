@@ -18,8 +18,8 @@ It writes, on the CPU in float64, with small sizes and weights perturbed away fr
   3x2 centres, 2x3 raw windows, 3 recurrences) on a ``[2, 8, 8, 12]`` input: ``input``, ``state_dict``
   (released keys), ``output``, ``config``;
 * ``tests/data/fixtures/clusterformer_backbone.pt``: a small released ``Cluster`` (fork_feat, four stages of
-  one block each, 2 recurrences, raw windows 4/2/1/1) on ``[1, 3, 32, 48]``: ``input``, ``state_dict`` (released keys, with the
-  mmcls classifier prefix ``backbone.`` and a ``head.fc`` of the concatenated 4-stage width), ``outputs`` (the
+  one block each, 2 recurrences, raw windows 4/2/1/1) on ``[1, 3, 32, 48]``: ``input``, ``state_dict``
+  (released keys, with the mmcls classifier prefix ``backbone.`` and a ``head.fc`` of the concatenated 4-stage width), ``outputs`` (the
   four normalised stage maps) and ``logits`` (released neck: concatenated global average pools -> head);
 * ``tests/data/fixtures/clusterformer_tiny_keys.json``: key -> shape of the released ``cluster_tiny``
   classifier (``backbone.*`` of the model definition + the ``head.fc`` of its config, in_channels 1440,

@@ -24,7 +24,6 @@ focal / L1 / GIoU costs and losses) with two changes:
 """
 from typing import Dict, Optional, Tuple
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.models.detectors import DeformableDETR

@@ -48,7 +48,7 @@ Cluster records (``mmcluster.models.utils.cluster_record``): every iteration rec
 ``'soft'`` ``[B, (E,) N, M]`` with ``step=t`` (0-based), on the token grid given by ``spatial_shape`` (callers
 that fold windows into the batch pass ``to_grid`` to map the responsibilities back).
 """
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
