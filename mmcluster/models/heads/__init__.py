@@ -8,6 +8,4 @@ from .clusterformer_detr import ClusterFormerDETR
 
 __all__ = ['HCFormerHead', 'HCFormerSegHead', 'HCFCNHead', 'unpack_hc_features',
            'KMaXHead', 'KMaXFusionHead', 'KMaXSegHead',
-    'ClusterFormerHead', 'ClusterFormerSegHead',
-    'ClusterFormerDETR'
-]
+           'ClusterFormerHead', 'ClusterFormerSegHead', 'ClusterFormerDETR']
