@@ -77,3 +77,27 @@ def test_model_index_lists_every_family_metafile_and_config():
             listed.add(model['Config'])
         folder = (REPO / metafile).parent
         assert listed == {str(p.relative_to(REPO)) for p in folder.glob('*.py')}, metafile
+
+
+def test_mim_search_lists_every_model_of_an_installed_package(tmp_path):
+    """A regular (non-editable) install ships configs and model-index.yml in ``mmcluster/.mim``, where
+    ``mim search mmcluster`` finds them. (An editable install of pip >= 21.3 has no ``site-packages/mmcluster``
+    directory, the place mim looks, so this is checked on a ``--target`` install; see docs/compatibility.md.)"""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    target = tmp_path / 'site'
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-build-isolation',
+                    '--target', str(target), str(REPO)], check=True, capture_output=True, timeout=600)
+    assert (target / 'mmcluster' / '.mim' / 'model-index.yml').is_file()
+    mim = Path(sys.executable).with_name('mim')
+    env = dict(os.environ, PYTHONPATH=str(target))
+    out = subprocess.run([str(mim), 'search', 'mmcluster'], env=env, check=True, capture_output=True, text=True,
+                         timeout=300).stdout
+    listed = {line.split(':', 1)[1].strip() for line in out.splitlines() if line.startswith('config id:')}
+    expected = {model['Name']
+                for metafile in yaml.safe_load((REPO / 'model-index.yml').read_text())['Import']
+                for model in yaml.safe_load((REPO / metafile).read_text())['Models']}
+    assert listed == expected
