@@ -1,7 +1,8 @@
 """kMaX-DeepLab converter on a checkpoint with exactly the official keys and shapes (from the official module
-definitions: ``tests/data/fixtures/kmax_r50_keys.json``, written by ``tools/parity/make_kmax_fixture.py``:
+definitions: ``tests/data/fixtures/kmax_r50_keys.json.gz``, written by ``tools/parity/make_kmax_fixture.py``:
 detectron2 ResNet-50 + sem_seg_head), read through the shared safe loader: strict match against the model of
 the R50 COCO config (mmdet MaskFormer, mmdet ResNet-50, KMaXHead); missing / unexpected keys reported."""
+import gzip
 import json
 
 import pytest
@@ -23,8 +24,12 @@ def head_state():
     return model.state_dict()
 
 
+def _official_layout():
+    return json.loads(gzip.decompress((REPO / 'tests/data/fixtures/kmax_r50_keys.json.gz').read_bytes()))
+
+
 def _official_checkpoint(path, drop=None, extra=None):
-    layout = json.loads((REPO / 'tests/data/fixtures/kmax_r50_keys.json').read_text())['keys']
+    layout = _official_layout()['keys']
     # stride-0 views keep the file small while every tensor has the official shape
     state = {k: torch.zeros(1).expand(s) if s else torch.zeros(()) for k, s in layout.items() if k != drop}
     state.update(extra or {})
@@ -73,7 +78,7 @@ def test_official_convnext_tiny_layout_matches_mmpretrain_convnext():
     import mmpretrain.models  # noqa: F401
     from mmengine.config import Config
     conv = load_tool('tools/model_converters/kmax2mmcluster.py')
-    layout = json.loads((REPO / 'tests/data/fixtures/kmax_r50_keys.json').read_text())['convnext_tiny_backbone_keys']
+    layout = _official_layout()['convnext_tiny_backbone_keys']
     state, dropped = conv.convert({k: torch.zeros(1).expand(s) if s else torch.zeros(()) for k, s in layout.items()})
     cfg = Config.fromfile(str(REPO / 'configs/kmax_deeplab/kmax-deeplab_convnext-t_32xb2-150k_coco-panoptic.py'))
     backbone = MODELS.build(dict(cfg.model.backbone, init_cfg=None))

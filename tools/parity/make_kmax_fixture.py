@@ -26,7 +26,7 @@ Writes (float64, CPU):
   channels 16/16/8/8, layers 1/2/1/1) at input size 65 (its training size): inputs, the three outputs.
 * ``kmax_decoder.pt``: an official ``kMaXTransformerDecoder`` (2+2+2 layers, 10 queries, 4 classes) on
   small maps: inputs and final / auxiliary outputs, eval mode.
-* ``kmax_r50_keys.json``: every key and shape of the official R50 COCO model -- the ResNet-50 backbone and the
+* ``kmax_r50_keys.json.gz``: every key and shape of the official R50 COCO model -- the ResNet-50 backbone and the
   ``sem_seg_head`` (pixel decoder + transformer decoder with its auxiliary semantic head) -- from the official
   module definitions, and the head's parameter counts; plus the keys of the official ConvNeXt-T backbone
   (``convnext_tiny_backbone_keys``, kmax_convnext_tiny.yaml).
@@ -36,6 +36,7 @@ Weights are not stored (they would be megabytes): every tensor of the official s
 the keys and shapes and a checksum of the filled state dict.
 """
 import argparse
+import gzip
 import json
 import math
 import os
@@ -271,8 +272,8 @@ def main():
                 params=dict(pixel_decoder=count(pixdec), transformer_decoder=count(dec),
                             transformer_decoder_without_aux_semantic=count(dec, '_auxiliary_semantic_predictor')),
                 keys=keys)
-    with open(os.path.join(args.out, 'kmax_r50_keys.json'), 'w') as fh:
-        json.dump(info, fh, separators=(',', ':'))
+    with open(os.path.join(args.out, 'kmax_r50_keys.json.gz'), 'wb') as fh:
+        fh.write(gzip.compress(json.dumps(info, separators=(',', ':')).encode(), mtime=0))
     print(json.dumps(info['params']))
 
 

@@ -2,6 +2,7 @@
 (``tests/data/fixtures/kmax_*.pt`` from ``tools/parity/make_kmax_fixture.py``, loaded through the converter),
 any input size, relative positions beyond the table, parameter counts of the official R50 COCO model
 (``tests/data/published.yml``), and a strict load of the official R50 key layout through the converter."""
+import gzip
 import json
 
 import pytest
@@ -113,7 +114,7 @@ def test_parameter_counts_match_official_r50(r50_modules):
 def test_official_r50_key_layout_loads_strictly(r50_modules):
     """The official R50 COCO key/shape layout (from the official module definitions) maps one to one."""
     conv = load_tool('tools/model_converters/kmax2mmcluster.py')
-    layout = json.loads((FIXTURES / 'kmax_r50_keys.json').read_text())['keys']
+    layout = json.loads(gzip.decompress((FIXTURES / 'kmax_r50_keys.json.gz').read_bytes()))['keys']
     official = {k: torch.zeros(s) for k, s in layout.items() if k.startswith('sem_seg_head.')}
     ours, dropped = conv.convert(official)
     assert not dropped
