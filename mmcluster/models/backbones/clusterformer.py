@@ -36,14 +36,11 @@ small     2, 2, 18, 2    96, 192, 384, 768    8, 8, 4, 4    3, 6, 12, 24 32     
 """
 from typing import Dict, Optional, Sequence, Union
 
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
 from torch.nn.init import trunc_normal_
 
-from mmcluster.models.backbones.context_cluster import ClusterMlp, ContextCluster, PointReducer
+from mmcluster.models.backbones.base import per_stage, resolve_arch
+from mmcluster.models.backbones.context_cluster import ClusterBlock, ClusterMlp, PointStageBackbone
 from mmcluster.models.layers.clusterformer_mixer import ClusterFormerMixer
 from mmcluster.registry import MODELS, register_module
 
@@ -51,28 +48,8 @@ ARCH_KEYS = ('layers', 'embed_dims', 'mlp_ratios', 'heads', 'head_dim', 'num_cen
              'window_size', 'num_iters')
 
 
-class ClusterFormerBlock(nn.Module):
-    """MetaFormer block with the ClusterFormer token mixer (keys as the released block)."""
-
-    def __init__(self, dim: int, mlp_ratio: float, drop: float = 0., drop_path: float = 0.,
-                 layer_scale_init_value: float = 1e-5, **mixer_cfg) -> None:
-        super().__init__()
-        self.norm1 = nn.GroupNorm(1, dim)
-        self.token_mixer = ClusterFormerMixer(dim, **mixer_cfg)
-        self.norm2 = nn.GroupNorm(1, dim)
-        self.mlp = ClusterMlp(dim, int(dim * mlp_ratio), drop)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.layer_scale_1 = nn.Parameter(layer_scale_init_value * torch.ones(dim))
-        self.layer_scale_2 = nn.Parameter(layer_scale_init_value * torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.layer_scale_1[:, None, None] * self.token_mixer(self.norm1(x)))
-        x = x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
-        return x
-
-
 @register_module(MODELS)
-class ClusterFormer(BaseModule):
+class ClusterFormer(PointStageBackbone):
     """ClusterFormer backbone (NeurIPS 2023), classification and dense-prediction features.
 
     Args:
@@ -141,18 +118,8 @@ class ClusterFormer(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch not in self.arch_settings:
-                raise ValueError(f'Unknown arch {arch!r}; valid choices: {sorted(self.arch_settings)} or a dict '
-                                 f'with keys {list(ARCH_KEYS)}')
-            arch = self.arch_settings[arch]
-        elif isinstance(arch, dict):
-            missing = [k for k in ARCH_KEYS if k not in arch]
-            if missing:
-                raise ValueError(f'custom arch misses keys {missing}; needs {list(ARCH_KEYS)}')
-        else:
-            raise TypeError(f'arch must be a str or a dict, got {type(arch)}')
+        super().__init__(4, out_indices, frozen_stages, norm_eval, init_cfg)
+        arch = resolve_arch(arch, self.arch_settings, ARCH_KEYS, 'ClusterFormer')
         cfg = {k: self._stages(arch[k], k) for k in ARCH_KEYS if k != 'num_iters'}
         cfg['num_iters'] = int(arch['num_iters'] if num_iters is None else num_iters)
         if window_size is not None:
@@ -160,38 +127,18 @@ class ClusterFormer(BaseModule):
         self.arch = cfg
         self.in_channels = in_channels
         self.embed_dims = cfg['embed_dims']
-        self.num_stages = 4
-        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
-        for i, idx in enumerate(out_indices):
-            if not -4 <= idx < 4:
-                raise ValueError(f'out_indices must be in [-4, 3] (stages), got {idx}')
-            out_indices[i] = idx % 4
-        self.out_indices = tuple(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         self.compat = compat
-
-        dims = cfg['embed_dims']
-        self.patch_embed = PointReducer(in_channels + 2, dims[0], 4, 4, 0)
-        total = sum(cfg['layers'])
-        network, k = [], 0
-        for i in range(4):
-            blocks = []
-            for _ in range(cfg['layers'][i]):
-                dpr = drop_path_rate * k / (total - 1) if total > 1 else 0.
-                blocks.append(ClusterFormerBlock(
-                    dims[i], cfg['mlp_ratios'][i], mlp_drop, dpr, layer_scale_init_value,
-                    heads=cfg['heads'][i], head_dim=cfg['head_dim'][i], num_centers=cfg['num_centers'][i],
-                    window_size=cfg['window_size'][i], windows=cfg['windows'][i], num_iters=cfg['num_iters'],
-                    residual=residual, temperature=temperature, center_ffn=center_ffn, share_q=share_q,
-                    dispatch=dispatch, norm_by=norm_by, update=update, compat=compat))
-                k += 1
-            network.append(nn.Sequential(*blocks))
-            if i < 3:
-                network.append(PointReducer(dims[i], dims[i + 1], 3, 2, 1))
-        self.network = nn.ModuleList(network)
-        for i in self.out_indices:
-            self.add_module(f'norm{2 * i}', nn.GroupNorm(1, dims[i]))
+        mixer_cfg = dict(num_iters=cfg['num_iters'], residual=residual, temperature=temperature,
+                         center_ffn=center_ffn, share_q=share_q, dispatch=dispatch, norm_by=norm_by, update=update,
+                         compat=compat)
+        self._build_network(
+            cfg['embed_dims'], cfg['layers'], drop_path_rate,
+            lambda i, dpr: ClusterBlock(
+                cfg['embed_dims'][i], cfg['mlp_ratios'][i],
+                ClusterFormerMixer(cfg['embed_dims'][i], heads=cfg['heads'][i], head_dim=cfg['head_dim'][i],
+                                   num_centers=cfg['num_centers'][i], window_size=cfg['window_size'][i],
+                                   windows=cfg['windows'][i], **mixer_cfg),
+                mlp_drop, dpr, layer_scale_init_value))
         for m in self.modules():
             if isinstance(m, ClusterMlp):
                 for fc in (m.fc1, m.fc2):
@@ -201,41 +148,7 @@ class ClusterFormer(BaseModule):
 
     @staticmethod
     def _stages(value, name):
-        if isinstance(value, (int, float)):
-            return [value] * 4
-        value = list(value)
-        if len(value) == 2 and name in ('num_centers', 'windows', 'window_size'):
+        if name in ('num_centers', 'windows', 'window_size') and not isinstance(value, (int, float)) and \
+                len(value) == 2:
             return [tuple(value)] * 4  # one (h, w) pair for every stage
-        if len(value) != 4:
-            raise ValueError(f'{name} must be a single value or have 4 entries (one per stage), got {value!r}')
-        return value
-
-    def forward(self, x: torch.Tensor):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'ClusterFormer expects [B, {self.in_channels}, H, W] input, got {tuple(x.shape)}')
-        H, W = x.shape[-2:]
-        ph, pw = (-H) % 4, (-W) % 4
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
-        x = torch.cat([x, ContextCluster.position_channels(x, H, W)], dim=1)
-        x = self.patch_embed(x)
-        outs = []
-        for i in range(4):
-            if i > 0:
-                x = self.network[2 * i - 1](x)
-            x = self.network[2 * i](x)
-            if i in self.out_indices:
-                outs.append(getattr(self, f'norm{2 * i}')(x))
-        return tuple(outs)
-
-    # stem + stages <= frozen_stages (with their reducers and output norms): the same layout and rule as CoC
-    _freeze_stages = ContextCluster._freeze_stages
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)):
-                    m.eval()
-        return self
+        return per_stage(value, name)

@@ -32,16 +32,14 @@ paper's nearest denser token), one clustering shared by all heads (``cluster_per
 head's keys), a normalised (softmax) merge (no switch, see the attention module), distances scaled by
 ``1/sqrt(C)`` (``dist_scale=False`` is Eq. 1).
 """
-import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, normal_init, trunc_normal_init
-from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmcluster.models.backbones.base import BaseBackbone, resolve_arch
 from mmcluster.models.layers.clustering_attention import ClusteringAttention
 from mmcluster.registry import MODELS, register_module
 
@@ -116,20 +114,7 @@ class ClusTRBlock(nn.Module):
 
 
 def _resolve_arch(arch: Union[str, Dict]) -> Dict:
-    if isinstance(arch, str):
-        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
-        if name not in ARCH_SETTINGS:
-            raise ValueError(f'Unknown ClusTR arch {arch!r}; valid: {sorted(ARCH_SETTINGS)} '
-                             f'(aliases {sorted(ARCH_ALIASES)}) or a dict with keys {_REQUIRED_KEYS}')
-        return copy.deepcopy(ARCH_SETTINGS[name])
-    if not isinstance(arch, dict):
-        raise ValueError(f'ClusTR arch must be one of {sorted(ARCH_SETTINGS)} (aliases {sorted(ARCH_ALIASES)}) '
-                         f'or a dict with keys {_REQUIRED_KEYS}, got {type(arch).__name__} {arch!r}')
-    missing = [key for key in _REQUIRED_KEYS if key not in arch]
-    if missing:
-        raise ValueError(f'Custom ClusTR arch is missing keys {missing}; required {_REQUIRED_KEYS}, '
-                         f'optional mlp_ratios')
-    arch = copy.deepcopy(dict(arch))
+    arch = resolve_arch(arch, ARCH_SETTINGS, _REQUIRED_KEYS, 'ClusTR', ARCH_ALIASES)
     num_stages = len(arch['depths'])
     arch.setdefault('mlp_ratios', (_MLP + [4] * num_stages)[:num_stages])
     for key in ('embed_dims', 'num_heads', 'ratios', 'mlp_ratios'):
@@ -144,7 +129,7 @@ def _resolve_arch(arch: Union[str, Dict]) -> Dict:
 
 
 @register_module(MODELS)
-class ClusTR(BaseModule):
+class ClusTR(BaseBackbone):
     """ClusTR backbone (see the module docstring and ``docs/clustr.md``).
 
     Deviations from the paper, each with its switch: tokens join the nearest cluster centre as in TCFormer's
@@ -200,27 +185,13 @@ class ClusTR(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.arch_settings = _resolve_arch(arch)
+        arch_settings = _resolve_arch(arch)
+        depths = list(arch_settings['depths'])
+        super().__init__(len(depths), out_indices, frozen_stages, norm_eval, init_cfg)
+        self.arch_settings = arch_settings
         self.in_channels = in_channels
-        depths = list(self.arch_settings['depths'])
         dims = list(self.arch_settings['embed_dims'])
         heads = list(self.arch_settings['num_heads'])
-        self.num_stages = len(depths)
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out = []
-        for i in out_indices:
-            if not -self.num_stages <= i < self.num_stages:
-                raise ValueError(f'out_indices entry {i} is out of range for {self.num_stages} stages')
-            out.append(i % self.num_stages)
-        self.out_indices = tuple(out)
-        if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) or \
-                not -1 <= frozen_stages < self.num_stages:
-            raise ValueError(f'frozen_stages must be an int in [-1, {self.num_stages - 1}] (-1: nothing frozen), '
-                             f'got {frozen_stages!r}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         self.embed_dims = dims
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         attn_cfg = dict(multiscale=multiscale, k=k, dist_scale=dist_scale, chunk_size=chunk_size, assign=assign,
@@ -243,21 +214,8 @@ class ClusTR(BaseModule):
             cur += depths[i]
         self._freeze_stages()
 
-    def _freeze_stages(self) -> None:
-        for i in range(self.frozen_stages + 1):
-            for m in (self.patch_embeds[i], self.stages[i], self.norms[i]):
-                m.eval()
-                for p in m.parameters():
-                    p.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'ClusTR':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, (_BatchNorm, nn.LayerNorm, nn.GroupNorm)):
-                    m.eval()
-        return self
+    def stage_modules(self, i: int) -> List[nn.Module]:
+        return [self.patch_embeds[i], self.stages[i], self.norms[i]]
 
     def init_weights(self) -> None:
         if self.init_cfg is not None:

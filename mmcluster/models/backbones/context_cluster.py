@@ -25,16 +25,16 @@ token mixer handles maps that its fold does not divide with uneven regions (see
 official computation.
 """
 import os.path as osp
-from typing import Dict, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_init
 
+from mmcluster.models.backbones.base import BaseBackbone, per_stage, resolve_arch
 from mmcluster.models.layers.context_cluster import NORM_BY, ContextClusterLayer
 from mmcluster.registry import MODELS, register_module
 
@@ -70,23 +70,19 @@ class ClusterMlp(nn.Module):
 
 
 class ClusterBlock(nn.Module):
-    """MetaFormer block with the context-cluster token mixer (keys as in the official HEAD code)."""
+    """MetaFormer block around a clustering token mixer (keys as in the official HEAD code): CoC's
+    :class:`ContextClusterLayer`, ClusterFormer's ``ClusterFormerMixer``."""
 
     def __init__(self,
                  dim: int,
                  mlp_ratio: float,
-                 heads: int,
-                 head_dim: int,
-                 proposal,
-                 fold,
-                 norm_by: str = 'sim',
+                 token_mixer: nn.Module,
                  drop: float = 0.,
                  drop_path: float = 0.,
                  layer_scale_init_value: float = 1e-5) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(1, dim)
-        self.token_mixer = ContextClusterLayer(
-            dim, heads=heads, head_dim=head_dim, proposal=proposal, fold=fold, norm_by=norm_by)
+        self.token_mixer = token_mixer
         self.norm2 = nn.GroupNorm(1, dim)
         self.mlp = ClusterMlp(dim, int(dim * mlp_ratio), drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -99,8 +95,78 @@ class ClusterBlock(nn.Module):
         return x
 
 
+class PointStageBackbone(BaseBackbone):
+    """Context Clusters' layout, shared with ClusterFormer: the image plus two position channels (zero padded to
+    a multiple of 4) -> point reducer ``Conv 4x4 / 4`` ``patch_embed`` -> four stages of blocks with ``Conv 3x3
+    / 2`` reducers in between (``network = [stage0, reducer, stage1, ..., stage3]``) -> ``GroupNorm(1, C)``
+    ``norm{2i}`` on each returned stage. Stage ``i`` (for ``frozen_stages``) is its reducer, its blocks and its
+    output norm; stage 0 has the stem instead of a reducer.
+    """
+
+    def _build_network(self, dims: Sequence[int], layers: Sequence[int], drop_path_rate: float,
+                       make_block: Callable[[int, float], nn.Module]) -> None:
+        """``make_block(stage, drop_path)`` builds one block; drop path is linear in the global block index."""
+        self.patch_embed = PointReducer(self.in_channels + 2, dims[0], 4, 4, 0)
+        total = sum(layers)
+        network = []
+        k = 0
+        for i in range(4):
+            blocks = []
+            for _ in range(layers[i]):
+                blocks.append(make_block(i, drop_path_rate * k / (total - 1) if total > 1 else 0.))
+                k += 1
+            network.append(nn.Sequential(*blocks))
+            if i < 3:
+                network.append(PointReducer(dims[i], dims[i + 1], 3, 2, 1))
+        self.network = nn.ModuleList(network)
+        for i in self.out_indices:
+            self.add_module(f'norm{2 * i}', nn.GroupNorm(1, dims[i]))
+
+    def stage_modules(self, i: int) -> List[nn.Module]:
+        modules = [self.network[2 * i - 1] if i > 0 else self.patch_embed, self.network[2 * i]]
+        if i in self.out_indices:
+            modules.append(getattr(self, f'norm{2 * i}'))
+        return modules
+
+    @staticmethod
+    def position_channels(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """``[B, 2, Hx, Wx]`` positions ``i/(height-1) - 0.5`` / ``j/(width-1) - 0.5`` on the grid of ``x``.
+
+        ``height`` / ``width`` are the real input size; rows / columns beyond them (padding) continue the ramp.
+        A side of length 1 gets position 0.
+        """
+        B, _, hx, wx = x.shape
+
+        def ramp(n, real):
+            i = torch.arange(n, device=x.device, dtype=torch.float32)
+            return i / (real - 1) - 0.5 if real > 1 else i
+
+        pr = ramp(hx, height)[:, None].expand(hx, wx)
+        pc = ramp(wx, width)[None, :].expand(hx, wx)
+        return torch.stack([pr, pc]).to(x.dtype)[None].expand(B, 2, hx, wx)
+
+    def forward(self, x: torch.Tensor):
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'{type(self).__name__} expects [B, {self.in_channels}, H, W] input, got shape '
+                             f'{tuple(x.shape)}')
+        H, W = x.shape[-2:]
+        ph, pw = (-H) % 4, (-W) % 4
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        x = torch.cat([x, self.position_channels(x, H, W)], dim=1)
+        x = self.patch_embed(x)
+        outs = []
+        for i in range(4):
+            if i > 0:
+                x = self.network[2 * i - 1](x)
+            x = self.network[2 * i](x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{2 * i}')(x))
+        return tuple(outs)
+
+
 @register_module(MODELS)
-class ContextCluster(BaseModule):
+class ContextCluster(PointStageBackbone):
     """Context Clusters backbone ("Image as Set of Points", ICLR 2023).
 
     Deviations from the official ``ContextCluster`` (each in ``docs/context_cluster.md`` with its switch):
@@ -180,71 +246,30 @@ class ContextCluster(BaseModule):
                  norm_eval: bool = False,
                  check_finite: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch not in self.arch_settings:
-                raise ValueError(f'Unknown ContextCluster arch {arch!r}; valid: {sorted(self.arch_settings)} '
-                                 f'or a dict with keys {list(ARCH_KEYS)}')
-            arch = self.arch_settings[arch]
-        elif isinstance(arch, dict):
-            missing = [k for k in ARCH_KEYS if k not in arch]
-            if missing:
-                raise ValueError(f'Custom ContextCluster arch misses keys {missing}; needs {list(ARCH_KEYS)}')
-        else:
-            raise TypeError(f'arch must be a str or a dict, got {type(arch)}')
+        super().__init__(4, out_indices, frozen_stages, norm_eval, init_cfg)
+        arch = resolve_arch(arch, self.arch_settings, ARCH_KEYS, 'ContextCluster')
         if norm_by is not None and norm_by not in NORM_BY:
             raise ValueError(f'norm_by must be one of {NORM_BY} or None (from the checkpoint), got {norm_by!r}')
-        cfg = {k: self._stages(arch[k], k) for k in ARCH_KEYS}
+        cfg = {k: per_stage(arch[k], k) for k in ARCH_KEYS}
         if proposal is not None:
-            cfg['proposal'] = self._stages(proposal, 'proposal')
+            cfg['proposal'] = per_stage(proposal, 'proposal')
         if fold is not None:
-            cfg['fold'] = self._stages(fold, 'fold')
+            cfg['fold'] = per_stage(fold, 'fold')
         self.arch = cfg
         self.in_channels = in_channels
         self.embed_dims = cfg['embed_dims']
-        self.num_stages = 4
-        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
-        for i, idx in enumerate(out_indices):
-            if not -4 <= idx < 4:
-                raise ValueError(f'out_indices must be in [-4, 3] (stages), got {idx}')
-            out_indices[i] = idx % 4
-        self.out_indices = tuple(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         self.check_finite = check_finite
         self.requested_norm_by = norm_by
         self.norm_by = norm_by or 'sim'
 
-        dims = cfg['embed_dims']
-        self.patch_embed = PointReducer(in_channels + 2, dims[0], 4, 4, 0)
-        total = sum(cfg['layers'])
-        network = []
-        k = 0
-        for i in range(4):
-            blocks = []
-            for _ in range(cfg['layers'][i]):
-                dpr = drop_path_rate * k / (total - 1) if total > 1 else 0.
-                blocks.append(
-                    ClusterBlock(dims[i], cfg['mlp_ratios'][i], cfg['heads'][i], cfg['head_dim'][i],
-                                 cfg['proposal'][i], cfg['fold'][i], self.norm_by, mlp_drop, dpr,
-                                 layer_scale_init_value))
-                k += 1
-            network.append(nn.Sequential(*blocks))
-            if i < 3:
-                network.append(PointReducer(dims[i], dims[i + 1], 3, 2, 1))
-        self.network = nn.ModuleList(network)
-        for i in self.out_indices:
-            self.add_module(f'norm{2 * i}', nn.GroupNorm(1, dims[i]))
+        self._build_network(
+            cfg['embed_dims'], cfg['layers'], drop_path_rate,
+            lambda i, dpr: ClusterBlock(
+                cfg['embed_dims'][i], cfg['mlp_ratios'][i],
+                ContextClusterLayer(cfg['embed_dims'][i], heads=cfg['heads'][i], head_dim=cfg['head_dim'][i],
+                                    proposal=cfg['proposal'][i], fold=cfg['fold'][i], norm_by=self.norm_by),
+                mlp_drop, dpr, layer_scale_init_value))
         self._freeze_stages()
-
-    @staticmethod
-    def _stages(value, name):
-        if isinstance(value, (int, float)):
-            return [value] * 4
-        value = list(value)
-        if len(value) != 4:
-            raise ValueError(f'{name} must be a single value or have 4 entries (one per stage), got {value!r}')
-        return value
 
     # ------------------------------------------------------------------ aggregation choice
     def set_norm_by(self, norm_by: str) -> None:
@@ -314,64 +339,7 @@ class ContextCluster(BaseModule):
                   (f'; output norms not in both: {skipped}' if skipped else ''), logger='current')
 
     # ------------------------------------------------------------------ forward
-    @staticmethod
-    def position_channels(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """``[B, 2, Hx, Wx]`` positions ``i/(height-1) - 0.5`` / ``j/(width-1) - 0.5`` on the grid of ``x``.
-
-        ``height`` / ``width`` are the real input size; rows / columns beyond them (padding) continue the ramp.
-        A side of length 1 gets position 0.
-        """
-        B, _, hx, wx = x.shape
-
-        def ramp(n, real):
-            i = torch.arange(n, device=x.device, dtype=torch.float32)
-            return i / (real - 1) - 0.5 if real > 1 else i
-
-        pr = ramp(hx, height)[:, None].expand(hx, wx)
-        pc = ramp(wx, width)[None, :].expand(hx, wx)
-        return torch.stack([pr, pc]).to(x.dtype)[None].expand(B, 2, hx, wx)
-
     def forward(self, x: torch.Tensor):
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'ContextCluster expects [B, {self.in_channels}, H, W] input, got shape '
-                             f'{tuple(x.shape)}')
         if self.check_finite and not torch.isfinite(x).all():
             raise ValueError('ContextCluster input contains NaN or Inf')
-        H, W = x.shape[-2:]
-        ph, pw = (-H) % 4, (-W) % 4
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
-        x = torch.cat([x, self.position_channels(x, H, W)], dim=1)
-        x = self.patch_embed(x)
-        outs = []
-        for i in range(4):
-            if i > 0:
-                x = self.network[2 * i - 1](x)
-            x = self.network[2 * i](x)
-            if i in self.out_indices:
-                outs.append(getattr(self, f'norm{2 * i}')(x))
-        return tuple(outs)
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        modules = [self.patch_embed]
-        for i in range(min(self.frozen_stages, 3) + 1):
-            if i > 0:
-                modules.append(self.network[2 * i - 1])
-            modules.append(self.network[2 * i])
-            if i in self.out_indices:
-                modules.append(getattr(self, f'norm{2 * i}'))
-        for m in modules:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._NormBase) or isinstance(m, (nn.GroupNorm, nn.LayerNorm)):
-                    m.eval()
-        return self
+        return super().forward(x)

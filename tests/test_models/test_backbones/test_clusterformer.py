@@ -101,7 +101,7 @@ def test_records_on_the_token_grid():
 def test_errors_frozen_stages_and_norm_eval():
     with pytest.raises(ValueError, match="valid choices: \\['small', 'tiny'\\]"):
         ClusterFormer('base')
-    with pytest.raises(ValueError, match='misses keys'):
+    with pytest.raises(ValueError, match='missing keys'):
         ClusterFormer(dict(layers=[1] * 4))
     with pytest.raises(ValueError, match='out_indices'):
         ClusterFormer(MINI, out_indices=(4, ))
