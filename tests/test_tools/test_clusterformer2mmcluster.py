@@ -1,6 +1,7 @@
 """clusterformer2mmcluster on checkpoints laid out as the released code saves them (keys and shapes from the released
-model definition, tests/data/fixtures/clusterformer_tiny_keys.json, and the released small model's weights and
+model definition, tests/data/fixtures/clusterformer_tiny_keys.json.gz, and the released small model's weights and
 outputs, tests/data/fixtures/clusterformer_backbone.pt; both written by tools/parity/make_clusterformer_fixture.py)."""
+import gzip
 import json
 from pathlib import Path
 
@@ -19,7 +20,7 @@ def tool():
 
 
 def test_released_tiny_layout_converts_exactly_and_reports_differences(tool, tmp_path, capsys):
-    ref = json.loads((FIXTURES / 'clusterformer_tiny_keys.json').read_text())
+    ref = json.loads(gzip.decompress((FIXTURES / 'clusterformer_tiny_keys.json.gz').read_bytes()))
     sd = {k: torch.zeros(v) for k, v in ref['keys'].items()}
     src = tmp_path / 'cluster_tiny.pth'
     torch.save(dict(state_dict=sd, meta=dict(epoch=300)), src)

@@ -21,10 +21,11 @@ It writes, on the CPU in float64, with small sizes and weights perturbed away fr
   one block each, 2 recurrences, raw windows 4/2/1/1) on ``[1, 3, 32, 48]``: ``input``, ``state_dict``
   (released keys, with the mmcls classifier prefix ``backbone.`` and a ``head.fc`` of the concatenated 4-stage width), ``outputs`` (the
   four normalised stage maps) and ``logits`` (released neck: concatenated global average pools -> head);
-* ``tests/data/fixtures/clusterformer_tiny_keys.json``: key -> shape of the released ``cluster_tiny``
+* ``tests/data/fixtures/clusterformer_tiny_keys.json.gz`` (gzipped JSON): key -> shape of the released ``cluster_tiny``
   classifier (``backbone.*`` of the model definition + the ``head.fc`` of its config, in_channels 1440,
   1000 classes) and the parameter counts of the released tiny / small backbones.
 """
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -109,10 +110,10 @@ def main() -> None:
             keys = {f'backbone.{k}': list(v.shape) for k, v in m.state_dict().items()}
             keys['head.fc.weight'] = [1000, sum(TINY['embed_dims'])]
             keys['head.fc.bias'] = [1000]
-    (OUT / 'clusterformer_tiny_keys.json').write_text(json.dumps(
-        dict(source='ClusterFormer/ClusterFormer@0c384d2: Cluster(**cluster_tiny settings) state_dict + the '
-                    'LinearClsHead of configs/cluster/cluster_tiny.py (in_channels 1440)',
-             backbone_params=counts, keys=keys), indent=0))
+    with gzip.open(OUT / 'clusterformer_tiny_keys.json.gz', 'wt') as f:
+        json.dump(dict(source='ClusterFormer/ClusterFormer@0c384d2: Cluster(**cluster_tiny settings) state_dict + '
+                              'the LinearClsHead of configs/cluster/cluster_tiny.py (in_channels 1440)',
+                       backbone_params=counts, keys=keys), f, indent=0)
     for f in sorted(OUT.glob('clusterformer_*')):
         print(f, f.stat().st_size, 'bytes')
     print('released backbone parameters:', counts)
