@@ -12,12 +12,10 @@ like a stage-1 map, clustered into ``M = ceil(N / 16)`` clusters (ClusTR stage 1
 """
 import argparse
 import json
-import math
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from mmcluster.utils.subprocess_measure import PROC_STATUS, run_children
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,12 +27,7 @@ import importlib.util
 spec = importlib.util.spec_from_file_location('dpc_knn', {path!r})
 mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)  # the op alone: no toolkit imports in the measured process
-
-def status(key):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(key + ':'):
-                return int(line.split()[1]) / 1024.0  # MiB
+{proc_status}
 h, w, c, form = {h}, {w}, {c}, {form!r}
 g = torch.Generator().manual_seed(0)
 x = torch.nn.functional.avg_pool2d(torch.randn(1, c, h + 4, w + 4, generator=g), 5, 1)
@@ -49,14 +42,9 @@ print(json.dumps(dict(time=dt, peak=status('VmHWM'), base=base)))
 '''
 
 
-def measure(h: int, w: int, c: int, form: str) -> dict:
-    code = CHILD.format(path=str(REPO / 'mmcluster/models/layers/dpc_knn.py'), h=h, w=w, c=c,
-                        form=form)
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        return dict(error=out.stderr.strip().splitlines()[-1] if out.stderr else f'rc {out.returncode}')
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def child_code(h: int, w: int, c: int, form: str) -> str:
+    return CHILD.format(path=str(REPO / 'mmcluster/models/layers/dpc_knn.py'), h=h, w=w, c=c, form=form,
+                        proc_status=PROC_STATUS)
 
 
 def main() -> None:
@@ -79,10 +67,9 @@ def main() -> None:
             if form == 'dense' and n > args.dense_max:
                 continue
             runs = args.runs if n <= 16384 else args.big_runs
-            results = [measure(h, w, args.channels, form) for _ in range(runs)]
-            errors = [r['error'] for r in results if 'error' in r]
-            if errors:
-                print(f'{n:>7} {form:>8} failed: {errors[0]}')
+            results, error = run_children(child_code(h, w, args.channels, form), runs)
+            if error:
+                print(f'{n:>7} {form:>8} failed: {error}')
                 continue
             row = dict(N=n, form=form, runs=runs, time=statistics.median(r['time'] for r in results),
                        peak=statistics.median(r['peak'] for r in results),

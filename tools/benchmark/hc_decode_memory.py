@@ -27,11 +27,10 @@ decodes 9 predictions per level and keeps them all until the backward).
 """
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from mmcluster.utils.subprocess_measure import PROC_STATUS, run_child, run_children
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,13 +42,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, {repo!r})
 from mmcluster.models.layers.hc_clustering import HCClustering
 from mmcluster.models.layers.hc_decode import hc_decode, hc_candidate_valid
-
-def status(key):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(key + ':'):
-                return int(line.split()[1]) / 1024.0  # MiB
-
+{proc_status}
 def decode_unfold(x, a):
     b, c, hc, wc = x.shape
     h, w = a.shape[-2:]
@@ -130,16 +123,14 @@ print(json.dumps(dict(time=statistics.median(times), peak=peak, base=base, kept=
 '''
 
 
-def measure(op: str, form: str, b: int, h: int, w: int, q: int, backward: bool, repeats: int,
-            interleaved: bool = False) -> dict:
-    code = CHILD.format(repo=str(REPO), op=op, form=form, b=b, h=h, w=w, q=q, backward=backward,
-                        repeats=repeats, interleaved=interleaved)
-    # a fixed mmap threshold: freed large blocks go back to the OS at once, so RSS follows live memory
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', MALLOC_MMAP_THRESHOLD_='131072')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        return dict(error=out.stderr.strip().splitlines()[-1] if out.stderr else f'rc {out.returncode}')
-    return json.loads(out.stdout.strip().splitlines()[-1])
+# a fixed mmap threshold: freed large blocks go back to the OS at once, so RSS follows live memory
+MALLOC_ENV = dict(MALLOC_MMAP_THRESHOLD_='131072')
+
+
+def child_code(op: str, form: str, b: int, h: int, w: int, q: int, backward: bool, repeats: int,
+               interleaved: bool = False) -> str:
+    return CHILD.format(repo=str(REPO), op=op, form=form, b=b, h=h, w=w, q=q, backward=backward,
+                        repeats=repeats, interleaved=interleaved, proc_status=PROC_STATUS)
 
 
 def main() -> None:
@@ -163,7 +154,8 @@ def main() -> None:
         rows = []
         for size in args.sizes:
             h, w = (int(v) for v in size.lower().split('x'))
-            r = measure(args.op, 'shift', args.batch, h, w, args.queries, args.backward, args.repeats, True)
+            r = run_child(child_code(args.op, 'shift', args.batch, h, w, args.queries, args.backward, args.repeats,
+                                     True), **MALLOC_ENV)
             if 'error' in r:
                 print(f'{size:>10} failed: {r["error"]}')
                 continue
@@ -184,11 +176,11 @@ def main() -> None:
     for size in args.sizes:
         h, w = (int(v) for v in size.lower().split('x'))
         for form in ('shift', 'unfold'):
-            results = [measure(args.op, form, args.batch, h, w, args.queries, args.backward, args.repeats)
-                       for _ in range(args.runs)]
-            errors = [r['error'] for r in results if 'error' in r]
-            if errors:
-                print(f'{size:>10} {form:>7} failed: {errors[0]}')
+            results, error = run_children(
+                child_code(args.op, form, args.batch, h, w, args.queries, args.backward, args.repeats), args.runs,
+                **MALLOC_ENV)
+            if error:
+                print(f'{size:>10} {form:>7} failed: {error}')
                 continue
             row = dict(size=size, form=form, time_ms=1e3 * statistics.median(r['time'] for r in results),
                        peak=statistics.median(r['peak'] for r in results),
