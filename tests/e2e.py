@@ -1,13 +1,16 @@
 """End-to-end helpers for tests: a few iterations of a config on the toy data, through
 :mod:`mmcluster.utils.toy_run` (``tools/train.py`` / ``tools/test.py``, or ``mim``), and config checks."""
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import pytest
+import yaml
+from conftest import REPO
 
 from mmcluster.utils.toy_run import check_metrics, evaluate_checkpoint, read_run, run_config
 
-__all__ = ['E2E_ITERS', 'EndToEnd', 'build', 'check_metrics', 'last_evaluation', 'nparams', 'urls']
+__all__ = ['E2E_ITERS', 'EndToEnd', 'build', 'check_metrics', 'family_configs', 'last_evaluation',
+           'mask2former_train_cfg', 'nparams', 'published', 'urls']
 
 E2E_ITERS = 2
 E2E_BATCH = 2
@@ -39,6 +42,12 @@ class EndToEnd:
         return evaluate_checkpoint(config, checkpoint, self.tmp_path / 'test', data=self.toy_data, mim=mim_scope,
                                    timeout=TIMEOUT_S)
 
+    def train_then_test(self, config: Path, metrics: List[str], mim_scope: Optional[str] = None) -> None:
+        """Train, then test the last checkpoint; both evaluations must report ``metrics`` (finite)."""
+        work_dir = self.train(config, mim_scope=mim_scope)
+        check_metrics(last_evaluation(work_dir), metrics)
+        check_metrics(self.test(config, work_dir / f'iter_{E2E_ITERS}.pth', mim_scope=mim_scope), metrics)
+
 
 def last_evaluation(work_dir: Path) -> Dict:
     """The last evaluation record of the training run in ``work_dir``."""
@@ -47,7 +56,33 @@ def last_evaluation(work_dir: Path) -> Dict:
     return metrics
 
 
+# --------------------------------------------------------------------------- model pieces
+def mask2former_train_cfg(num_points: int, scope: str = 'mmdet.') -> Dict:
+    """Mask2Former's matching ``train_cfg`` (Hungarian: class 2, mask BCE 5, dice 5; point sampling) for mask
+    heads, with mmdet's task utils named with ``scope`` (mmseg configs need ``'mmdet.'``)."""
+    return dict(
+        num_points=num_points, oversample_ratio=3.0, importance_sample_ratio=0.75,
+        assigner=dict(type=f'{scope}HungarianAssigner', match_costs=[
+            dict(type=f'{scope}ClassificationCost', weight=2.0),
+            dict(type=f'{scope}CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+            dict(type=f'{scope}DiceCost', weight=5.0, pred_act=True, eps=1.0)]),
+        sampler=dict(type=f'{scope}MaskPseudoSampler'))
+
+
 # --------------------------------------------------------------------------- config checks
+def family_configs(family: str, toolkits=('mmdet', 'mmseg', 'mmpretrain')) -> Tuple[Path, List[str]]:
+    """``configs/<family>`` and the names of its configs; skips the module unless the toolkits are installed."""
+    for toolkit in toolkits:
+        pytest.importorskip(f'{toolkit}.models')
+    folder = REPO / 'configs' / family
+    return folder, sorted(p.name for p in folder.glob('*.py'))
+
+
+def published(family: str) -> Dict:
+    """The family's section of ``tests/data/published.yml`` (the one place published numbers live)."""
+    return yaml.safe_load((REPO / 'tests' / 'data' / 'published.yml').read_text())[family]
+
+
 def build(cfg):
     """Build ``cfg.model`` with the registry of the config's own default scope."""
     from mmengine.registry import MODELS, init_default_scope

@@ -6,15 +6,10 @@ import re
 
 import pytest
 import torch
-from conftest import REPO
-from e2e import E2E_ITERS, build, nparams, urls, check_metrics, last_evaluation
+from e2e import build, family_configs, nparams, urls
 from mmengine.config import Config
 
-for toolkit in ('mmdet', 'mmseg', 'mmpretrain'):
-    pytest.importorskip(f'{toolkit}.models')
-
-CLUSTR = REPO / 'configs' / 'clustr'
-CONFIGS = sorted(p.name for p in CLUSTR.glob('*.py'))
+CLUSTR, CONFIGS = family_configs('clustr')
 TOY = {
     'clustr-t_1xb32-toy_imagenet.py': ['accuracy/top1'],
     'fpn_clustr-t_1xb8-toy_ade20k-256x256.py': ['mIoU', 'aAcc'],
@@ -152,7 +147,4 @@ def test_imagenet_checkpoint_as_documented(tmp_path):
 
 @pytest.mark.parametrize('name', sorted(TOY))
 def test_toy_train_then_test(name, e2e):
-    cfg_path = CLUSTR / name
-    work_dir = e2e.train(cfg_path)
-    check_metrics(last_evaluation(work_dir), TOY[name])
-    check_metrics(e2e.test(cfg_path, work_dir / f'iter_{E2E_ITERS}.pth'), TOY[name])
+    e2e.train_then_test(CLUSTR / name, TOY[name])

@@ -5,16 +5,11 @@ weight decay (official recipe), and the three toy configs train, validate and te
 tools/test.py, 2 iterations) with PQ / segm AP / mIoU in the results."""
 import pytest
 import torch
-import yaml
-from conftest import REPO, load_tool
-from e2e import E2E_ITERS, build, nparams, check_metrics, last_evaluation
+from conftest import load_tool
+from e2e import build, family_configs, nparams, published
 from mmengine.config import Config
 
-pytest.importorskip('mmdet.models')
-pytest.importorskip('mmseg.models')
-
-HC = REPO / 'configs' / 'hcformer'
-CONFIGS = sorted(p.name for p in HC.glob('*.py'))
+HC, CONFIGS = family_configs('hcformer', toolkits=('mmdet', 'mmseg'))
 TOY = {
     'hcformer_r18_1xb4-toy_coco-panoptic.py': ['coco_panoptic/PQ', 'coco_panoptic/SQ', 'coco/segm_mAP'],
     'hcformer_r18_1xb4-toy_coco.py': ['coco/segm_mAP', 'coco/bbox_mAP'],
@@ -23,7 +18,7 @@ TOY = {
 HC_FCN = 'hc-fcn-32s_r101_4xb2-80k_cityscapes-512x1024.py'
 SWIN_L = 'hcformerplus_swin-l-p4-w12-384-in21k_16xb1-lsj-200e_coco-panoptic.py'
 FULL = [c for c in CONFIGS if c not in TOY and c != HC_FCN]
-PUBLISHED = yaml.safe_load((REPO / 'tests/data/published.yml').read_text())['hcformer']
+PUBLISHED = published('hcformer')
 # config -> (task, model) of the published table; the paper gives parameters rounded to 1M, so a count within
 # +-0.5M matches. The ADE20K R50 model differs from the COCO one only in its classifier (151 vs 134 outputs).
 PAPER_PARAMS = {
@@ -131,6 +126,4 @@ def test_hc_fcn_config():
 
 @pytest.mark.parametrize('name', sorted(TOY))
 def test_toy_config_trains_validates_and_tests(name, e2e):
-    work_dir = e2e.train(HC / name)
-    check_metrics(last_evaluation(work_dir), TOY[name])
-    check_metrics(e2e.test(HC / name, work_dir / f'iter_{E2E_ITERS}.pth'), TOY[name])
+    e2e.train_then_test(HC / name, TOY[name])

@@ -16,16 +16,11 @@ from mmcluster.models.heads import ClusterFormerHead, ClusterFormerSegHead  # no
 from mmcluster.models.heads.clusterformer_head import query_grid  # noqa: E402
 from mmcluster.models.layers import RecurrentClusteringCrossAttention  # noqa: E402
 from mmcluster.models.utils.cluster_record import recording_clusters  # noqa: E402
+from e2e import mask2former_train_cfg  # noqa: E402
 
 CH = [8, 16, 24, 32]
 FEAT = 32
-TRAIN_CFG = dict(
-    num_points=64, oversample_ratio=3.0, importance_sample_ratio=0.75,
-    assigner=dict(type='mmdet.HungarianAssigner', match_costs=[
-        dict(type='mmdet.ClassificationCost', weight=2.0),
-        dict(type='mmdet.CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
-        dict(type='mmdet.DiceCost', weight=5.0, pred_act=True, eps=1.0)]),
-    sampler=dict(type='mmdet.MaskPseudoSampler'))
+TRAIN_CFG = mask2former_train_cfg(64)
 
 
 def head_kwargs(num_classes=4, layers=2, **kw):

@@ -20,24 +20,13 @@ from mmcluster.models.layers import hc_decode_hierarchy  # noqa: E402
 from mmcluster.models.backbones import HCResNet, HCSwinTransformer  # noqa: E402
 from mmcluster.models.necks import HCFeatures, HCFormerNeck  # noqa: E402
 from mmcluster.models.utils.cluster_record import recording_clusters  # noqa: E402
+from e2e import mask2former_train_cfg  # noqa: E402
 
 CH18 = [64, 128, 256, 512]
 FEAT = 32
-TRAIN_CFG = dict(
-    num_points=256, oversample_ratio=3.0, importance_sample_ratio=0.75,
-    assigner=dict(type='HungarianAssigner', match_costs=[
-        dict(type='ClassificationCost', weight=2.0),
-        dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
-        dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)]),
-    sampler=dict(type='MaskPseudoSampler'))
+TRAIN_CFG = mask2former_train_cfg(256, scope='')
 # mmseg configs name mmdet's task utils with their scope, as mmseg's own Mask2Former configs do
-TRAIN_CFG_MMSEG = dict(
-    TRAIN_CFG,
-    assigner=dict(type='mmdet.HungarianAssigner', match_costs=[
-        dict(type='mmdet.ClassificationCost', weight=2.0),
-        dict(type='mmdet.CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
-        dict(type='mmdet.DiceCost', weight=5.0, pred_act=True, eps=1.0)]),
-    sampler=dict(type='mmdet.MaskPseudoSampler'))
+TRAIN_CFG_MMSEG = mask2former_train_cfg(256)
 
 
 def decoder(layers=2, d=FEAT):
