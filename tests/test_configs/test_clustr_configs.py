@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from e2e import build, family_configs, nparams, urls
+from e2e import build, family_configs, nparams, published, urls
 from mmengine.config import Config
 
 CLUSTR, CONFIGS = family_configs('clustr')
@@ -20,16 +20,18 @@ TOY = {
 FULL = [c for c in CONFIGS if c not in TOY]
 ARCH = {'t': 'tiny', 's': 'small', 'b': 'base'}
 WIDTHS = {'tiny': [64, 128, 256, 512], 'small': [64, 128, 256, 512], 'base': [64, 128, 320, 512]}
-# Exact parameter counts of the built models and the paper's (Table 1; Sec. 4.2 / 4.3 for ClusTR-S), which are
-# given to 0.1M: a count matches when it rounds to the published value, i.e. lies within +-0.05M of it.
+PUBLISHED = published('clustr')
+# Exact parameter counts of the built models and where the paper's are in tests/data/published.yml (Table 1;
+# Sec. 4.2 / 4.3 for ClusTR-S), which are given to 0.1M: a count matches when it rounds to the published value,
+# i.e. lies within +-0.05M of it.
 PARAMS = {
-    'clustr-t_8xb128_in1k.py': (11_682_740, 11.7),
-    'clustr-s_8xb128_in1k.py': (22_691_781, 22.7),
-    'clustr-b_8xb128_in1k.py': (40_247_050, 40.2),  # 40.3M in the abstract: 40.247 is 0.053 below that
-    'fpn_clustr-s_4xb4-80k_ade20k-512x512.py': (26_429_043, 26.4),
-    'upernet_clustr-s_4xb4-160k_ade20k-512x512.py': (52_486_409, 52.5),
-    'retinanet_clustr-s_fpn_8xb2-1x_coco.py': (32_412_369, 32.4),
-    'mask-rcnn_clustr-s_fpn_8xb2-1x_coco.py': (42_329_805, 42.3),
+    'clustr-t_8xb128_in1k.py': (11_682_740, ('imagenet', 'tiny')),
+    'clustr-s_8xb128_in1k.py': (22_691_781, ('imagenet', 'small')),
+    'clustr-b_8xb128_in1k.py': (40_247_050, ('imagenet', 'base')),  # 40.3M in the abstract: 0.053 below that
+    'fpn_clustr-s_4xb4-80k_ade20k-512x512.py': (26_429_043, ('downstream_small', 'ade20k_semantic_fpn_80k')),
+    'upernet_clustr-s_4xb4-160k_ade20k-512x512.py': (52_486_409, ('downstream_small', 'ade20k_upernet_160k')),
+    'retinanet_clustr-s_fpn_8xb2-1x_coco.py': (32_412_369, ('downstream_small', 'coco_retinanet_1x')),
+    'mask-rcnn_clustr-s_fpn_8xb2-1x_coco.py': (42_329_805, ('downstream_small', 'coco_mask_rcnn_1x')),
 }
 
 
@@ -63,9 +65,9 @@ def test_parses_and_builds(name):
             assert list(cfg.model.decode_head.in_channels) == backbone.embed_dims
             assert cfg.model.auxiliary_head.in_channels == backbone.embed_dims[2]
     if name in PARAMS:
-        count, paper = PARAMS[name]
+        count, (table, entry) = PARAMS[name]
         assert nparams(model) == count
-        assert round(count / 1e6, 1) == paper
+        assert round(count / 1e6, 1) == PUBLISHED[table][entry]['params']
 
 
 @pytest.mark.parametrize('name', [c for c in FULL if c.endswith('in1k.py')])
