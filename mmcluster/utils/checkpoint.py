@@ -27,15 +27,19 @@ Anything else (any other class or function named in the pickle) is refused with
 Helpers for converters: :func:`pick_state_dict` (``state_dict`` / ``state_dict_ema`` / ``model`` / raw, numpy
 arrays to tensors), :func:`strip_prefix`, and :func:`check_state_dict` which compares a converted state dict
 with a model and reports missing, unexpected and shape-mismatched keys (:class:`KeyReport`; a converter exits
-with ``report.exit_code``, non-zero unless the match is exact).
+with ``report.exit_code``, non-zero unless the match is exact). The command-line side that the converters share:
+:func:`arch_arg` (``--arch`` as a name or a JSON dict), :func:`load_source` (safe load + state dict + DDP prefix,
+``None`` after printing the error), :func:`print_dropped` and :func:`save_converted`.
 """
 import argparse
 import collections
+import json
 import pickle
 import re
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, List, Mapping, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -43,7 +47,7 @@ from torch import nn
 
 __all__ = [
     'UnsafeCheckpointError', 'KeyReport', 'checkpoint_allowlist', 'load_checkpoint_safely', 'pick_state_dict',
-    'strip_prefix', 'check_state_dict'
+    'strip_prefix', 'check_state_dict', 'arch_arg', 'load_source', 'print_dropped', 'save_converted'
 ]
 
 SafeGlobal = Union[Callable, Tuple[Callable, str]]
@@ -271,3 +275,42 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], model: Union[nn.Mod
             raise ValueError(f'state dict does not match {type(model).__name__}:\n{report}')
         model.load_state_dict(state_dict, strict=True)
     return report
+
+
+# --------------------------------------------------------------------------- converter command lines
+def arch_arg(text: str) -> Union[str, dict]:
+    """A converter's ``--arch``: a variant name, or a custom arch as a JSON dict."""
+    return json.loads(text) if text.strip().startswith('{') else text
+
+
+def load_source(path: str, ema: bool = False) -> Optional[Tuple[Any, 'collections.OrderedDict[str, torch.Tensor]']]:
+    """A converter's input: ``(checkpoint, state_dict)`` read with :func:`load_checkpoint_safely` and
+    :func:`pick_state_dict`, without the ``module.`` prefix of a DDP-wrapped save.
+
+    Returns None after printing ``ERROR: ...`` when the file is refused or holds no (EMA) state dict; the
+    converter then exits with status 2.
+    """
+    try:
+        checkpoint = load_checkpoint_safely(path)
+        state_dict = pick_state_dict(checkpoint, ema=ema)
+    except UnsafeCheckpointError as err:
+        print(f'ERROR: {err}')
+        return None
+    except (KeyError, TypeError) as err:
+        print(f'ERROR: {path}: {err.args[0] if err.args else err}')
+        return None
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict, _ = strip_prefix(state_dict, 'module.')
+    return checkpoint, state_dict
+
+
+def print_dropped(dropped: Sequence[str], limit: int = 20) -> None:
+    """Report the source keys a converter left out (the first ``limit`` of them)."""
+    if dropped:
+        print(f'dropped {len(dropped)} keys: {list(dropped[:limit])}{" ..." if len(dropped) > limit else ""}')
+
+
+def save_converted(dst: str, state_dict: Mapping[str, torch.Tensor], meta: dict) -> None:
+    """Write ``dict(state_dict=..., meta=...)`` to ``dst`` (parent folders created)."""
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(state_dict=state_dict, meta=meta), dst)

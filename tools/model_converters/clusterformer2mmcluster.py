@@ -34,7 +34,6 @@ Example::
     #                             init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.'))
 """
 import argparse
-import json
 import re
 import sys
 from collections import OrderedDict
@@ -95,29 +94,22 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from mmcluster.models.backbones.clusterformer import ClusterFormer
-    from mmcluster.utils.checkpoint import (UnsafeCheckpointError, check_state_dict, load_checkpoint_safely,
-                                            pick_state_dict, strip_prefix)
+    from mmcluster.utils.checkpoint import (arch_arg, check_state_dict, load_source, print_dropped,
+                                            save_converted, strip_prefix)
     args = parse_args(argv)
-    arch = json.loads(args.arch) if args.arch.strip().startswith('{') else args.arch
-    try:
-        ckpt = load_checkpoint_safely(args.src)
-    except UnsafeCheckpointError as err:
-        print(f'ERROR: {err}')
+    arch = arch_arg(args.arch)
+    source = load_source(args.src, ema=args.ema)
+    if source is None:
         return 2
-    src = pick_state_dict(ckpt, ema=args.ema)
-    if src and all(k.startswith('module.') for k in src):
-        src, _ = strip_prefix(src, 'module.')
-    new, dropped = convert(src)
+    new, dropped = convert(source[1])
     backbone, _ = strip_prefix(new, 'backbone.')
     report = check_state_dict(backbone, ClusterFormer(arch=arch, compat=True))
-    if dropped:
-        print(f'dropped {len(dropped)} keys: {dropped[:20]}{" ..." if len(dropped) > 20 else ""}')
+    print_dropped(dropped)
     head = [k for k in new if k.startswith('head.')]
     print(f'head keys: {head or "none"}')
     print(report)
-    Path(args.dst).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(state_dict=new, meta=dict(converter='clusterformer2mmcluster', source=Path(args.src).name,
-                                              arch=arch, compat=True)), args.dst)
+    save_converted(args.dst, new, dict(converter='clusterformer2mmcluster', source=Path(args.src).name, arch=arch,
+                                       compat=True))
     print(f'saved {len(new)} tensors to {args.dst}; build ClusterFormer(arch={arch!r}, compat=True) with '
           "init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.') or load the whole classifier")
     return report.exit_code

@@ -33,7 +33,6 @@ Example::
     python tools/model_converters/coc2mmcluster.py mask_rcnn_coc_small_5.pth out.pth --arch small --proposal 5
 """
 import argparse
-import json
 import re
 import sys
 import time
@@ -43,8 +42,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from mmcluster.utils.checkpoint import (UnsafeCheckpointError, check_state_dict, load_checkpoint_safely,
-                                        pick_state_dict, strip_prefix)
+from mmcluster.utils.checkpoint import (arch_arg, check_state_dict, load_source, print_dropped, save_converted,
+                                        strip_prefix)
 
 GEN1_RENAMES = (('token_mixer.fc1.', 'token_mixer.f.'), ('token_mixer.fc2.', 'token_mixer.proj.'),
                 ('token_mixer.fc_v.', 'token_mixer.v.'))
@@ -163,19 +162,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    arch = json.loads(args.arch) if args.arch.strip().startswith('{') else args.arch
-    try:
-        ckpt = load_checkpoint_safely(args.src)
-    except UnsafeCheckpointError as err:
-        print(f'ERROR: {err}')
+    arch = arch_arg(args.arch)
+    source = load_source(args.src, ema=args.ema)
+    if source is None:
         return 2
-    try:
-        src = pick_state_dict(ckpt, ema=args.ema)
-    except (KeyError, TypeError) as err:
-        print(f'ERROR: {args.src}: {err.args[0] if err.args else err}')
-        return 2
-    if src and all(k.startswith('module.') for k in src):  # saved from a DDP wrapper
-        src, _ = strip_prefix(src, 'module.')
+    ckpt, src = source
     new, info = convert(src, with_head=args.with_head)
     meta_in = ckpt.get('meta') if isinstance(ckpt, dict) else None
     norm_by, reason = decide_norm_by(info, meta_in, args.norm_by)
@@ -190,16 +181,13 @@ def main(argv=None) -> int:
     backbone = OrderedDict((k, v) for k, v in new.items() if not k.startswith('head.'))
     model = build_backbone(arch, info['out_indices'], norm_by, args.proposal)
     report = check_state_dict(backbone, model)
-    if info['dropped']:
-        print(f'dropped {len(info["dropped"])} keys: {info["dropped"][:20]}'
-              f'{" ..." if len(info["dropped"]) > 20 else ""}')
+    print_dropped(info['dropped'])
     print(report)
     if args.with_head or args.add_prefix:
         new = OrderedDict((k if k.startswith('head.') else 'backbone.' + k, v) for k, v in new.items())
     meta = dict(converter='coc2mmcluster', source=Path(args.src).name, ema=bool(args.ema), norm_by=norm_by,
                 norm_by_source=reason, key_layout=info['layout'], arch=arch, out_indices=list(info['out_indices']))
-    Path(args.dst).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(state_dict=new, meta=meta), args.dst)
+    save_converted(args.dst, new, meta)
     prefix_note = ", prefix='backbone.'" if (args.with_head or args.add_prefix) else ''
     print(f'saved {len(new)} tensors to {args.dst}; build with '
           f"backbone=dict(type='ContextCluster', arch={arch!r}, out_indices=..., "
