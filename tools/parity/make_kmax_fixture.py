@@ -20,12 +20,13 @@ Usage::
 
 Writes (float64, CPU):
 
-* ``kmax_layer.pt``: one official ``kMaXTransformerLayer`` (pixel 24 ch, query 32 ch, 6 classes incl. void,
-  12 queries, 7x9 pixels, batch 2): input, outputs in eval mode and in train mode (batch statistics).
-* ``kmax_pixel_decoder.pt``: an official ``kMaXPixelDecoder`` with small widths (in 8/16/24/32, dec
-  channels 16/16/8/8, layers 1/2/1/1) at input size 65 (its training size): inputs, the three outputs.
+* ``kmax_layer.pt``: one official ``kMaXTransformerLayer`` (pixel 8 ch, query 16 ch, 6 classes incl. void,
+  8 queries, 5x7 pixels, batch 2): input, full outputs in eval mode and in train mode (batch statistics).
+* ``kmax_pixel_decoder.pt``: an official ``kMaXPixelDecoder`` with small widths (in 4/8/8/16, dec
+  channels 16/8/4/4, layers 1/2/1/1) at its training size 65 x 33 (maps 17x9 / 9x5 / 5x3 / 3x2; axial
+  attention at strides 32 and 16): inputs, the three full outputs.
 * ``kmax_decoder.pt``: an official ``kMaXTransformerDecoder`` (2+2+2 layers, 10 queries, 4 classes) on
-  small maps: inputs and final / auxiliary outputs, eval mode.
+  small non-square maps (3x2 / 5x3 / 9x5, pixel space 17x9): inputs and final / auxiliary outputs, eval mode.
 * ``kmax_r50_keys.json.gz``: every key and shape of the official R50 COCO model -- the ResNet-50 backbone and the
   ``sem_seg_head`` (pixel decoder + transformer decoder with its auxiliary semantic head) -- from the official
   module definitions, and the head's parameter counts; plus the keys of the official ConvNeXt-T backbone
@@ -33,7 +34,8 @@ Writes (float64, CPU):
 
 Weights are not stored (they would be megabytes): every tensor of the official state dict is filled by
 :func:`deterministic_tensor` from its key and shape (no RNG), which the tests recompute; the fixture stores
-the keys and shapes and a checksum of the filled state dict.
+the keys and shapes (gzip-compressed JSON, :func:`pack_shapes` / :func:`unpack_shapes`: the key strings were
+most of a fixture's size) and a checksum of the filled state dict.
 """
 import argparse
 import gzip
@@ -51,9 +53,11 @@ import torch
 
 
 def deterministic_tensor(key: str, shape) -> torch.Tensor:
-    """A float64 tensor for ``key`` of ``shape``: ``sin(0.7 i + phase(key))`` scaled by the layer's fan-in.
+    """A float64 tensor for ``key`` of ``shape``: ``sin(0.7 i + 0.013 i^2 + phase(key))`` scaled by the fan-in.
 
-    1-D weights and running variances are ``1 + 0.3 x`` (positive), other 1-D tensors ``0.3 x``; tensors
+    The quadratic term makes the rows of a weight matrix sinusoids of different frequencies, so the matrix has
+    full rank (a plain ``sin(0.7 i + phase)`` gives rank-2 matrices, whose features collapse onto two
+    directions: the k-means layer then assigned every pixel of an image to one centre). 1-D weights and running variances are ``1 + 0.3 x`` (positive), other 1-D tensors ``0.3 x``; tensors
     of rank >= 2 are ``x / sqrt(numel / shape[0])``. ``num_batches_tracked`` is 0.
     """
     shape = tuple(shape)
@@ -61,7 +65,8 @@ def deterministic_tensor(key: str, shape) -> torch.Tensor:
     if key.endswith('num_batches_tracked'):
         return torch.zeros(shape, dtype=torch.long)
     phase = (zlib.crc32(key.encode()) % 10007) / 1000.0
-    x = torch.sin(0.7 * torch.arange(n, dtype=torch.float64) + phase).reshape(shape)
+    i = torch.arange(n, dtype=torch.float64)
+    x = torch.sin(0.7 * i + 0.013 * i * i + phase).reshape(shape)
     if len(shape) >= 2:
         return x / math.sqrt(n / shape[0])
     if key.endswith('weight') or key.endswith('running_var'):
@@ -72,6 +77,18 @@ def deterministic_tensor(key: str, shape) -> torch.Tensor:
 def deterministic_state_dict(shapes) -> 'OrderedDict[str, torch.Tensor]':
     """``{key: deterministic_tensor(key, shape)}`` for ``shapes = {key: shape}``."""
     return OrderedDict((k, deterministic_tensor(k, s)) for k, s in shapes.items())
+
+
+def pack_shapes(shapes) -> torch.Tensor:
+    """``{key: shape}`` -> gzip-compressed JSON as a uint8 tensor (loadable with ``weights_only=True``)."""
+    data = gzip.compress(json.dumps([[k, list(s)] for k, s in shapes.items()], separators=(',', ':')).encode(),
+                         mtime=0)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).clone()
+
+
+def unpack_shapes(packed: torch.Tensor) -> 'OrderedDict[str, tuple]':
+    """Inverse of :func:`pack_shapes`."""
+    return OrderedDict((k, tuple(s)) for k, s in json.loads(gzip.decompress(bytes(packed.tolist()))))
 
 
 def checksum(state) -> float:
@@ -173,7 +190,7 @@ def _fill(module):
     shapes = OrderedDict((k, tuple(v.shape)) for k, v in module.state_dict().items())
     state = deterministic_state_dict(shapes)
     module.load_state_dict(state, strict=True)
-    return shapes, checksum(state)
+    return pack_shapes(shapes), checksum(state)
 
 
 def _shapes(module, prefix=''):
@@ -196,29 +213,33 @@ def main():
     gen = torch.Generator().manual_seed(0)
 
     # 1. one k-means layer (bottleneck 256 and FFN 2048 are hard-coded in the official layer).
-    layer = td.kMaXTransformerLayer(num_classes=6, in_channel_pixel=24, in_channel_query=32).double()
+    layer = td.kMaXTransformerLayer(num_classes=6, in_channel_pixel=8, in_channel_query=16).double()
     shapes, csum = _fill(layer)
-    pixel = torch.randn(2, 24, 7, 9, generator=gen)
-    query = torch.randn(2, 32, 12, generator=gen)
+    pixel = torch.randn(2, 8, 5, 7, generator=gen)
+    query = torch.randn(2, 16, 8, generator=gen)
     fixture = dict(commit=commit, shapes=shapes, checksum=csum, pixel=pixel, query=query,
-                   config=dict(num_classes=6, in_channels_pixel=24, in_channels_query=32))
+                   config=dict(num_classes=6, in_channels_pixel=8, in_channels_query=16))
     for mode in ('eval', 'train'):
         layer.train(mode == 'train')
         with torch.no_grad():
             q, pred = layer(pixel, query)
         fixture[mode] = dict(query=q, class_logits=pred['class_logits'], mask_logits=pred['mask_logits'])
+        used = pred['mask_logits'].flatten(2).argmax(1).unique().numel()
+        print(f'layer, {mode}: {used} of {query.shape[-1]} centres receive pixels (argmax over the centres)')
     torch.save(fixture, os.path.join(args.out, 'kmax_layer.pt'))
 
-    # 2. pixel decoder, small widths, at its training size 65 (query shapes 3/5/9/17).
-    in_ch = dict(res2=8, res3=16, res4=24, res5=32)
+    # 2. pixel decoder, small widths, at its training size 65 x 33 (query shapes 3x2 / 5x3 / 9x5 / 17x9).
+    size = (65, 33)
+    in_ch = dict(res2=4, res3=8, res4=8, res5=16)
     strides = dict(res2=4, res3=8, res4=16, res5=32)
     input_shape = {k: shape_spec(channels=c, stride=strides[k]) for k, c in in_ch.items()}
-    dec_cfg = dict(dec_layers=[1, 2, 1, 1], dec_channels=[16, 16, 8, 8],
+    # the axial blocks have 8 heads (hard-coded): their widths must be multiples of 8
+    dec_cfg = dict(dec_layers=[1, 2, 1, 1], dec_channels=[16, 8, 4, 4],
                    layer_types=['axial', 'axial', 'bottleneck', 'bottleneck'], drop_path_prob=0.0,
-                   spatial_shape=[65, 65])
+                   spatial_shape=list(size))
     pixdec = pd.kMaXPixelDecoder(input_shape, **dec_cfg).double().eval()
     shapes, csum = _fill(pixdec)
-    feats = {k: torch.randn(1, c, 65 // strides[k] + 1, 65 // strides[k] + 1, generator=gen)
+    feats = {k: torch.randn(1, c, size[0] // strides[k] + 1, size[1] // strides[k] + 1, generator=gen)
              for k, c in in_ch.items()}
     with torch.no_grad():
         pan, sem, multi = pixdec.forward_features(feats)
@@ -229,16 +250,16 @@ def main():
                os.path.join(args.out, 'kmax_pixel_decoder.pt'))
 
     # 3. transformer decoder (query width 256 is hard-coded) on small maps.
-    dec = td.kMaXTransformerDecoder(dec_layers=[2, 2, 2], in_channels=[32, 16, 16, 16], num_classes=4,
+    dec = td.kMaXTransformerDecoder(dec_layers=[2, 2, 2], in_channels=[16, 8, 8, 8], num_classes=4,
                                     num_queries=10, drop_path_prob=0.0, add_aux_semantic_pred=False,
                                     use_aux_semantic_decoder=True, input_shape_from_backbone=None).double().eval()
     shapes, csum = _fill(dec)
-    maps = [torch.randn(1, c, s, s, generator=gen) for c, s in ((32, 3), (16, 5), (16, 9))]
-    pan = torch.randn(1, 16, 17, 17, generator=gen)
+    maps = [torch.randn(1, c, *s, generator=gen) for c, s in ((16, (3, 2)), (8, (5, 3)), (8, (9, 5)))]
+    pan = torch.randn(1, 8, 17, 9, generator=gen)
     with torch.no_grad():
         out = dec(maps, pan, None)
     torch.save(dict(commit=commit, shapes=shapes, checksum=csum, multi_scale_features=maps, panoptic_features=pan,
-                    config=dict(num_classes=4, in_channels=[32, 16, 16, 16], num_queries=10),
+                    config=dict(num_classes=4, in_channels=[16, 8, 8, 8], num_queries=10),
                     pred_logits=out['pred_logits'], pred_masks=out['pred_masks'],
                     aux_pred_logits=torch.stack([a['pred_logits'] for a in out['aux_outputs']]),
                     aux_pred_masks_last=out['aux_outputs'][-1]['pred_masks']),

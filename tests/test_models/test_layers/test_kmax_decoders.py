@@ -22,7 +22,7 @@ FIXTURES = REPO / 'tests' / 'data' / 'fixtures'
 def _converted(fx, official_prefix, our_prefix):
     parity = load_tool('tools/parity/make_kmax_fixture.py')
     conv = load_tool('tools/model_converters/kmax2mmcluster.py')
-    official = parity.deterministic_state_dict(fx['shapes'])
+    official = parity.deterministic_state_dict(parity.unpack_shapes(fx['shapes']))
     assert abs(parity.checksum(official) - fx['checksum']) < 1e-6
     ours, dropped = conv.convert({official_prefix + k: v for k, v in official.items()})
     assert not dropped

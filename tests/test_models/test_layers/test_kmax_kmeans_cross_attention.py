@@ -245,7 +245,7 @@ def _official_to_ours(shapes, prefix):
     """Fill the official state dict (deterministic weights) and map it with the converter."""
     parity = load_tool('tools/parity/make_kmax_fixture.py')
     conv = load_tool('tools/model_converters/kmax2mmcluster.py')
-    official = parity.deterministic_state_dict(shapes)
+    official = parity.deterministic_state_dict(parity.unpack_shapes(shapes))
     full = {prefix[0] + k: v for k, v in official.items()}
     ours, dropped = conv.convert(full)
     assert not dropped
