@@ -1,14 +1,14 @@
 # Mask2Former at toy size for the toy COCO panoptic data (../datasets/toy_coco_panoptic_lsj.py; 5 thing + 4 stuff
 # classes), CPU-sized: mmdet's ResNet-50 Mask2Former (./mask2former_r50.py) with a ResNet-18 from scratch (no
-# download; BN trained), 128-d features, a 2-layer pixel-decoder encoder, 3 decoder layers with 4 heads, 30 queries,
-# 2048 sampled points, inputs padded to 256^2.
-_base_ = './mask2former_r50.py'
+# download; BN trained), 128-d features, a 2-layer pixel-decoder encoder, 3 decoder layers with 4 heads, 30 queries
+# (./mask2former_toy_head.py), 2048 sampled points, inputs padded to 256^2.
+_base_ = ['./mask2former_r50.py', './mask2former_toy_head.py']
 
 num_things_classes = 5
 num_stuff_classes = 4
 num_classes = num_things_classes + num_stuff_classes
 image_size = (256, 256)
-feat = 128
+feat = _base_.toy_feat
 
 batch_augments = [
     dict(type='BatchFixedSizePad', size=image_size, img_pad_value=0, pad_mask=True,
@@ -19,12 +19,10 @@ model = dict(
     backbone=dict(depth=18, norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,
                   init_cfg=None),
     panoptic_head=dict(
+        _base_.mask2former_toy_head,
         in_channels=[64, 128, 256, 512],
-        feat_channels=feat,
-        out_channels=feat,
         num_things_classes=num_things_classes,
         num_stuff_classes=num_stuff_classes,
-        num_queries=30,
         pixel_decoder=dict(
             encoder=dict(
                 num_layers=2,
@@ -32,13 +30,6 @@ model = dict(
                     self_attn_cfg=dict(embed_dims=feat, num_heads=4),
                     ffn_cfg=dict(embed_dims=feat, feedforward_channels=256))),
             positional_encoding=dict(num_feats=feat // 2)),
-        positional_encoding=dict(num_feats=feat // 2),
-        transformer_decoder=dict(
-            num_layers=3,
-            layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=feat, num_heads=4),
-                cross_attn_cfg=dict(embed_dims=feat, num_heads=4),
-                ffn_cfg=dict(embed_dims=feat, feedforward_channels=512))),
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])),
     panoptic_fusion_head=dict(
         num_things_classes=num_things_classes, num_stuff_classes=num_stuff_classes),
