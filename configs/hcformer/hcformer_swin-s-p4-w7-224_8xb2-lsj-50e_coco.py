@@ -4,8 +4,5 @@
 _base_ = ['mmdet::mask2former/mask2former_swin-s-p4-w7-224_8xb2-lsj-50e_coco.py', './_base_/hcformer.py']
 custom_imports = dict(imports=['mmcluster'], allow_failed_imports=False)
 
-model = dict(
-    backbone=_base_.hcformer_swin_backbone,
-    neck=_base_.hcformer_swin_s_neck,
-    panoptic_head=dict(_base_.hcformer_panoptic_head, in_channels=768))
+model = _base_.hcformer_swin_s_model
 optim_wrapper = dict(paramwise_cfg=_base_.hcformer_paramwise_cfg)

@@ -12,7 +12,8 @@
 #   key would otherwise override the toolkit config's `norm_decay_mult=0`).
 # Usage: `model = dict(backbone=_base_.hcformer_backbone, neck=_base_.hcformer_neck,
 #                      panoptic_head=_base_.hcformer_panoptic_head)` (mmdet; mmseg: decode_head=hcformer_seg_head),
-#        `optim_wrapper = dict(paramwise_cfg=_base_.hcformer_paramwise_cfg)`.
+#        `optim_wrapper = dict(paramwise_cfg=_base_.hcformer_paramwise_cfg)`; whole `model` overrides for the
+#        Swin-S and toy configs below.
 hcformer_backbone = dict(type='HCResNet', dcn_downsampling=True, first_block_outs=True)
 hcformer_neck = dict(
     type='HCFormerNeck',
@@ -56,8 +57,18 @@ hcformerplus_encoder = dict(
 hcformer_swin_backbone = dict(type='HCSwinTransformer', pair_outs=True)
 hcformer_swin_s_neck = dict(hcformer_neck, in_channels=[96, 192, 384, 768], coarse_inputs='patch_merging')
 hcformer_swin_l_neck = dict(hcformer_swin_s_neck, in_channels=[192, 384, 768, 1536])
+# mmdet's Mask2Former Swin-S (panoptic or instance) with HCFormer's parts
+hcformer_swin_s_model = dict(
+    backbone=hcformer_swin_backbone,
+    neck=hcformer_swin_s_neck,
+    panoptic_head=dict(hcformer_panoptic_head, in_channels=768))
 
 # The CPU toy variant (configs *_toy_*): ResNet-18 without DCNv2 downsampling (mmcv's CPU kernel makes the
 # ResNet-18 forward + backward about twice as slow; paper Table II(b)), from scratch (`init_cfg=None`: no download).
 hcformer_r18_toy_backbone = dict(hcformer_backbone, dcn_downsampling=False, init_cfg=None)
 hcformer_r18_toy_neck = dict(hcformer_neck, in_channels=[64, 128, 256, 512])
+# the toy Mask2Former (configs/_base_/models/mask2former_r18_toy*.py: 3 decoder layers) with HCFormer's parts
+hcformer_r18_toy_model = dict(
+    backbone=hcformer_r18_toy_backbone,
+    neck=hcformer_r18_toy_neck,
+    panoptic_head=dict(hcformer_panoptic_head, in_channels=512, transformer_decoder=dict(num_layers=3)))
