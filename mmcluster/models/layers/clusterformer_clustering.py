@@ -48,7 +48,7 @@ Cluster records (``mmcluster.models.utils.cluster_record``): every iteration rec
 ``'soft'`` ``[B, (E,) N, M]`` with ``step=t`` (0-based), on the token grid given by ``spatial_shape`` (callers
 that fold windows into the batch pass ``to_grid`` to map the responsibilities back).
 """
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -56,22 +56,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmcluster.models.utils.cluster_record import ClusterRecorder
+from mmcluster.models.utils.pair import IntPair, to_pair
 
 __all__ = ['RecurrentCrossAttentionClustering', 'CENTRE_UPDATES']
 
 #: centre-update strategies of the paper's ablation (Table 6c / supplementary Table S1c)
 CENTRE_UPDATES = ('rca', 'kmeans', 'cross_attn', 'cosine')
 
-IntPair = Union[int, Sequence[int]]
-
-
-def _pair(v: Optional[IntPair]) -> Optional[Tuple[int, int]]:
-    if v is None:
-        return None
-    out = (v, v) if isinstance(v, int) else tuple(int(i) for i in v)
-    if len(out) != 2 or min(out) < 1:
-        raise ValueError(f'num_centers must be a positive int or a pair (h, w), got {v!r}')
-    return out
 
 
 class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
@@ -136,7 +127,7 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
         self.num_iters = num_iters
         self.residual = residual
         self.temperature = temperature
-        self.num_centers = _pair(num_centers)
+        self.num_centers = None if num_centers is None else to_pair(num_centers, 'num_centers')
         self.share_q = share_q
         self.raw_reshape = raw_reshape
         self.mass_norm = mass_norm

@@ -32,7 +32,7 @@ are raw-reshaped ``[d, h, w] -> [h w, d]`` (no transpose), the recurrence keeps 
 channel-first state with ``share_q`` (the shared 1x1 ``conv_c``), no residual M-step, and the dispatch is the
 Context-Cluster one with the point-count denominator (``norm_by='mask'``).
 """
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,17 +43,10 @@ from mmcluster.models.layers.clusterformer_clustering import RecurrentCrossAtten
 from mmcluster.models.layers.clusterformer_dispatch import DISPATCH_MODES, FeatureDispatch
 from mmcluster.models.layers.context_cluster import _layout
 from mmcluster.models.utils.cluster_record import ClusterRecorder
+from mmcluster.models.utils.pair import IntPair, to_pair
 
 __all__ = ['ClusterFormerMixer']
 
-IntPair = Union[int, Sequence[int]]
-
-
-def _pair(v: IntPair, name: str) -> Tuple[int, int]:
-    out = (v, v) if isinstance(v, int) else tuple(int(i) for i in v)
-    if len(out) != 2 or min(out) < 1:
-        raise ValueError(f'{name} must be a positive int or a pair (h, w), got {v!r}')
-    return out
 
 
 class ClusterFormerMixer(ClusterRecorder, nn.Module):
@@ -103,9 +96,9 @@ class ClusterFormerMixer(ClusterRecorder, nn.Module):
         if dispatch not in DISPATCH_MODES:
             raise ValueError(f'dispatch must be one of {DISPATCH_MODES}, got {dispatch!r}')
         self.dim, self.heads, self.head_dim = dim, heads, head_dim
-        self.num_centers = _pair(num_centers, 'num_centers')
-        self.window_size = _pair(window_size, 'window_size')
-        self.windows = _pair(windows, 'windows')
+        self.num_centers = to_pair(num_centers, 'num_centers')
+        self.window_size = to_pair(window_size, 'window_size')
+        self.windows = to_pair(windows, 'windows')
         self.compat = compat
         if compat and center_ffn:
             raise ValueError('center_ffn (paper Eq. 5) does not exist in the released layer: use compat=False')

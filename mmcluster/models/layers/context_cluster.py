@@ -44,29 +44,17 @@ pooling tensors) is cached per (size, fold, proposal, device); it is always buil
 a first call under :func:`torch.inference_mode` does not poison later training steps at the same size.
 """
 from functools import lru_cache
-from typing import Sequence, Tuple, Union
+from typing import Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mmcluster.models.utils.cluster_record import ClusterRecorder
+from mmcluster.models.utils.pair import IntPair, to_pair
 
-IntPair = Union[int, Sequence[int]]
 
 NORM_BY = ('sim', 'mask')
-
-
-def _pair(v: IntPair, name: str) -> Tuple[int, int]:
-    if isinstance(v, int):
-        out = (v, v)
-    else:
-        out = tuple(int(i) for i in v)
-        if len(out) != 2:
-            raise ValueError(f'{name} must be an int or a pair (h, w), got {v!r}')
-    if min(out) < 1:
-        raise ValueError(f'{name} must be >= 1, got {v!r}')
-    return out
 
 
 def split_bounds(size: int, fold: int) -> torch.Tensor:
@@ -187,8 +175,8 @@ class ContextClusterLayer(nn.Module, ClusterRecorder):
         self.dim = dim
         self.heads = heads
         self.head_dim = head_dim
-        self.proposal = _pair(proposal, 'proposal')
-        self.fold = _pair(fold, 'fold')
+        self.proposal = to_pair(proposal, 'proposal')
+        self.fold = to_pair(fold, 'fold')
         self.norm_by = norm_by
         inner = heads * head_dim
         self.f = nn.Conv2d(dim, inner, 1)
