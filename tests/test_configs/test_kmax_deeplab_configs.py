@@ -65,8 +65,11 @@ def test_convnext_tiny_wiring():
     backbone = MODELS.build(cfg.model.backbone)
     with torch.device('meta'):
         head = MODELS.build(cfg.model.panoptic_head)
-    assert type(backbone).__name__ == 'ConvNeXt' and list(backbone.out_indices) == [0, 1, 2, 3]
-    assert list(backbone.channels) == [96, 192, 384, 768]
+    # the authors' ConvNeXt (TF-style padding, no output norms), not mmpretrain's
+    assert type(backbone).__name__ == 'KMaXConvNeXt' and list(backbone.out_indices) == [0, 1, 2, 3]
+    assert backbone.tf_padding and not any(k.startswith('norm') for k in backbone.state_dict())
+    assert list(backbone.channels) == [96, 192, 384, 768] and list(backbone.depths) == [3, 3, 9, 3]
+    assert backbone.stages[3][2].drop_path.drop_prob == pytest.approx(0.3)
     # the pixel decoder's input norms (coarsest first) match the ConvNeXt stages
     assert [n.weight.numel() for n in head.pixel_decoder.in_norms] == [768, 384, 192, 96]
 

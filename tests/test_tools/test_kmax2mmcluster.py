@@ -71,17 +71,25 @@ def test_backbone_key_mapping():
     assert conv.convert_key('backbone.stages.2.4.pwconv1.bias') == 'backbone.stages.2.4.pointwise_conv1.bias'
 
 
-def test_official_convnext_tiny_layout_matches_mmpretrain_convnext():
+def test_official_convnext_tiny_layout_matches_kmax_convnext():
     """Keys of the official ConvNeXt-T (written by the fixture script from the official module definition)
-    convert exactly onto mmpretrain's ConvNeXt of the ConvNeXt-T config (its output norms filled in)."""
+    convert exactly onto the ``KMaXConvNeXt`` of the ConvNeXt-T config; with ``convnext_out_norms`` onto
+    mmpretrain's ConvNeXt (its output norms filled with weight 1 / bias 0)."""
     from mmdet.registry import MODELS
     import mmpretrain.models  # noqa: F401
     from mmengine.config import Config
     conv = load_tool('tools/model_converters/kmax2mmcluster.py')
     layout = _official_layout()['convnext_tiny_backbone_keys']
-    state, dropped = conv.convert({k: torch.zeros(1).expand(s) if s else torch.zeros(()) for k, s in layout.items()})
+    official = {k: torch.zeros(1).expand(s) if s else torch.zeros(()) for k, s in layout.items()}
+    state, dropped = conv.convert(official)
     cfg = Config.fromfile(str(REPO / 'configs/kmax_deeplab/kmax-deeplab_convnext-t_32xb2-150k_coco-panoptic.py'))
     backbone = MODELS.build(dict(cfg.model.backbone, init_cfg=None))
+    assert type(backbone).__name__ == 'KMaXConvNeXt'
     report = check_state_dict(state, {'backbone.' + k: v for k, v in backbone.state_dict().items()})
     assert not dropped and report.exact, str(report)
+    state, _ = conv.convert(official, convnext_out_norms=True)
+    mmpretrain_convnext = MODELS.build(dict(type='mmpretrain.ConvNeXt', arch='tiny', out_indices=(0, 1, 2, 3),
+                                            gap_before_final_norm=False, init_cfg=None))
+    report = check_state_dict(state, {'backbone.' + k: v for k, v in mmpretrain_convnext.state_dict().items()})
+    assert report.exact, str(report)
     assert torch.equal(state['backbone.norm3.weight'], torch.ones(768))

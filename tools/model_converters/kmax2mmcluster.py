@@ -20,11 +20,12 @@ where ``X'`` drops the leading underscore of every name component and fixes the 
   ``style='pytorch'``): ``backbone.stem.conv1.{weight,norm.*}`` -> ``backbone.{conv1.weight,bn1.*}``;
   ``backbone.res{s}.{b}.conv{i}.{weight,norm.*}`` -> ``backbone.layer{s-1}.{b}.{conv{i}.weight,bn{i}.*}``;
   ``...shortcut.{weight,norm.*}`` -> ``...downsample.{0.weight,1.*}``.
-* Backbone, the authors' ConvNeXt -> mmpretrain ``ConvNeXt``: ``dwconv`` -> ``depthwise_conv``,
-  ``pwconv1`` / ``pwconv2`` -> ``pointwise_conv1`` / ``pointwise_conv2``; ``downsample_layers`` and ``gamma``
-  keep their names. The official ConvNeXt has no output norms; mmpretrain's adds a LayerNorm ``norm{i}`` per
-  output, which the converter fills with weight 1 / bias 0 (a plain normalisation, which the pixel decoder's
-  own input LayerNorm makes a near no-op; docs/kmax_deeplab.md lists the remaining ConvNeXt differences).
+* Backbone, the authors' ConvNeXt -> mmcluster ``KMaXConvNeXt`` (mmpretrain's ConvNeXt with the official
+  TF-style padding and no output norms, ``mmcluster/models/backbones/kmax_convnext.py``; the ConvNeXt configs
+  use it): ``dwconv`` -> ``depthwise_conv``, ``pwconv1`` / ``pwconv2`` -> ``pointwise_conv1`` /
+  ``pointwise_conv2``; ``downsample_layers`` and ``gamma`` keep their names. ``--convnext-out-norms`` adds
+  the output LayerNorms ``norm{i}`` of mmpretrain's ``ConvNeXt`` (or ``KMaXConvNeXt(out_norms=True)``) with
+  weight 1 / bias 0: that model is *not* the official one (docs/kmax_deeplab.md, deviations).
 
 ``num_batches_tracked`` buffers are kept. With ``--config`` the converted weights are checked against the
 model the config builds (missing / unexpected / shape-mismatched keys listed; exit status 1 unless exact).
@@ -88,8 +89,12 @@ def convert_key(key: str) -> Optional[str]:
     return None
 
 
-def convert(state_dict: Dict[str, torch.Tensor]):
-    """Official state dict -> ``(mmcluster state dict, dropped official keys)``."""
+def convert(state_dict: Dict[str, torch.Tensor], convnext_out_norms: bool = False):
+    """Official state dict -> ``(mmcluster state dict, dropped official keys)``.
+
+    ``convnext_out_norms``: add weight-1 / bias-0 output norms ``backbone.norm{i}`` to a ConvNeXt backbone, for
+    mmpretrain's ``ConvNeXt`` layout (the official model and ``KMaXConvNeXt`` have none).
+    """
     out, dropped = OrderedDict(), []
     for key, value in state_dict.items():
         new = convert_key(key)
@@ -100,7 +105,7 @@ def convert(state_dict: Dict[str, torch.Tensor]):
                 raise ValueError(f'two official keys map to {new!r}')
             out[new] = value
     stage_norms = sorted(k for k in out if re.match(r'backbone\.downsample_layers\.\d\.[01]\.weight$', k))
-    if stage_norms:  # ConvNeXt: mmpretrain's output norms (absent from the official model)
+    if stage_norms and convnext_out_norms:  # mmpretrain's output norms (absent from the official model)
         for i in range(4):
             w = out.get(f'backbone.stages.{i}.0.gamma')
             if w is not None and f'backbone.norm{i}.weight' not in out:
@@ -114,6 +119,8 @@ def main(argv=None) -> int:
     parser.add_argument('src', help='official checkpoint (.pth / .pkl)')
     parser.add_argument('dst', help='output file')
     parser.add_argument('--config', help='mmcluster config whose model the weights must match exactly')
+    parser.add_argument('--convnext-out-norms', action='store_true',
+                        help="add identity output norms norm{i} (mmpretrain ConvNeXt layout; not the official model)")
     args = parser.parse_args(argv)
     from mmcluster.utils.checkpoint import (UnsafeCheckpointError, check_state_dict, load_checkpoint_safely,
                                             pick_state_dict)
@@ -122,7 +129,7 @@ def main(argv=None) -> int:
     except UnsafeCheckpointError as err:
         print(f'refused: {err}', file=sys.stderr)
         return 2
-    state, dropped = convert(pick_state_dict(ckpt))
+    state, dropped = convert(pick_state_dict(ckpt), convnext_out_norms=args.convnext_out_norms)
     if dropped:
         print(f'dropped {len(dropped)} keys outside the model: {dropped}')
     code = 0

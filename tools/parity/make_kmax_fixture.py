@@ -27,6 +27,9 @@ Writes (float64, CPU):
   attention at strides 32 and 16): inputs, the three full outputs.
 * ``kmax_decoder.pt``: an official ``kMaXTransformerDecoder`` (2+2+2 layers, 10 queries, 4 classes) on
   small non-square maps (3x2 / 5x3 / 9x5, pixel space 17x9): inputs and final / auxiliary outputs, eval mode.
+* ``kmax_convnext.pt``: the official ``ConvNeXt`` (``modeling/backbone/convnext.py``; depths 1/1/1/1, dims
+  4/8/16/32) on a ``1 x 3 x 65 x 75`` input (:func:`deterministic_image`, not stored): the four stage outputs
+  (17x19 / 9x10 / 5x5 / 3x3: the official TF-style padding), eval mode.
 * ``kmax_r50_keys.json.gz``: every key and shape of the official R50 COCO model -- the ResNet-50 backbone and the
   ``sem_seg_head`` (pixel decoder + transformer decoder with its auxiliary semantic head) -- from the official
   module definitions, and the head's parameter counts; plus the keys of the official ConvNeXt-T backbone
@@ -72,6 +75,12 @@ def deterministic_tensor(key: str, shape) -> torch.Tensor:
     if key.endswith('weight') or key.endswith('running_var'):
         return 1.0 + 0.3 * x
     return 0.3 * x
+
+
+def deterministic_image(shape) -> torch.Tensor:
+    """A float64 input of ``shape`` in ``[-1, 1]``: ``sin(0.7 i + 0.013 i^2)`` (no RNG, recomputed by the tests)."""
+    i = torch.arange(int(math.prod(shape)), dtype=torch.float64)
+    return torch.sin(0.7 * i + 0.013 * i * i).reshape(tuple(shape))
 
 
 def deterministic_state_dict(shapes) -> 'OrderedDict[str, torch.Tensor]':
@@ -265,7 +274,19 @@ def main():
                     aux_pred_masks_last=out['aux_outputs'][-1]['pred_masks']),
                os.path.join(args.out, 'kmax_decoder.pt'))
 
-    # 4. key / shape layout and parameter counts of the official R50 COCO head.
+    # 4. the authors' ConvNeXt (TF-style padding, no output norms), tiny widths, odd non-square input.
+    convnext_cfg = dict(depths=[1, 1, 1, 1], dims=[4, 8, 16, 32])
+    convnext = cn.ConvNeXt(**convnext_cfg).double().eval()
+    shapes, csum = _fill(convnext)
+    image_shape = (1, 3, 65, 75)
+    with torch.no_grad():
+        outs = convnext(deterministic_image(image_shape))
+    torch.save(dict(commit=commit, shapes=shapes, checksum=csum, config=convnext_cfg, image_shape=list(image_shape),
+                    outs=[outs[f'res{i}'] for i in range(2, 6)]),
+               os.path.join(args.out, 'kmax_convnext.pt'))
+    print('convnext outputs', [tuple(outs[f'res{i}'].shape) for i in range(2, 6)])
+
+    # 5. key / shape layout and parameter counts of the official R50 COCO head.
     torch.set_default_dtype(torch.float32)
     r50 = dict(res2=256, res3=512, res4=1024, res5=2048)
     r50_shape = {k: shape_spec(channels=c, stride=strides[k]) for k, c in r50.items()}
