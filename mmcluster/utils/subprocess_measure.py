@@ -6,9 +6,11 @@ with the ``status(key)`` function of :data:`PROC_STATUS` (paste it into the chil
 """
 import json
 import os
+import statistics
 import subprocess
 import sys
-from typing import Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
 #: child-side source of ``status(key)``: a field of ``/proc/self/status`` (``'VmRSS'``, ``'VmHWM'``) in MiB
 PROC_STATUS = '''
@@ -38,3 +40,16 @@ def run_children(code: str, runs: int, **env: str) -> Tuple[List[Dict], Optional
     results = [run_child(code, **env) for _ in range(runs)]
     errors = [r['error'] for r in results if 'error' in r]
     return results, (errors[0] if errors else None)
+
+
+def median_row(results: Sequence[Dict], keys: Sequence[str] = ('time', 'peak')) -> Dict[str, float]:
+    """Medians over the runs of each of ``keys`` and of ``extra = peak - base`` (the op's own memory)."""
+    row = {k: statistics.median(r[k] for r in results) for k in keys}
+    row['extra'] = statistics.median(r['peak'] - r['base'] for r in results)
+    return row
+
+
+def write_rows(rows: List[Dict], path: Optional[Path]) -> None:
+    """The table as JSON (``--json``), if a path is given."""
+    if path:
+        path.write_text(json.dumps(rows, indent=1))

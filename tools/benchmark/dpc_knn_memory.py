@@ -11,11 +11,9 @@ like a stage-1 map, clustered into ``M = ceil(N / 16)`` clusters (ClusTR stage 1
 ``peak`` is the process's peak RSS, ``extra`` = peak minus the RSS just before the call (torch, the input).
 """
 import argparse
-import json
-import statistics
 from pathlib import Path
 
-from mmcluster.utils.subprocess_measure import PROC_STATUS, run_children
+from mmcluster.utils.subprocess_measure import PROC_STATUS, median_row, run_children, write_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,14 +69,11 @@ def main() -> None:
             if error:
                 print(f'{n:>7} {form:>8} failed: {error}')
                 continue
-            row = dict(N=n, form=form, runs=runs, time=statistics.median(r['time'] for r in results),
-                       peak=statistics.median(r['peak'] for r in results),
-                       extra=statistics.median(r['peak'] - r['base'] for r in results))
+            row = dict(N=n, form=form, runs=runs, **median_row(results))
             rows.append(row)
             print(f'{n:>7} {form:>8} {runs:>4} {row["time"]:>10.3f} {row["peak"]:>15.0f} {row["extra"]:>12.0f}',
                   flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    write_rows(rows, args.json)
 
 
 if __name__ == '__main__':

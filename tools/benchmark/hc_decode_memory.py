@@ -26,11 +26,9 @@ decodes 9 predictions per level and keeps them all until the backward).
     python tools/benchmark/hc_decode_memory.py --interleaved --repeats 7 [--backward] [--op clustering]
 """
 import argparse
-import json
-import statistics
 from pathlib import Path
 
-from mmcluster.utils.subprocess_measure import PROC_STATUS, run_child, run_children
+from mmcluster.utils.subprocess_measure import PROC_STATUS, median_row, run_child, run_children, write_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -163,8 +161,7 @@ def main() -> None:
             print(f'{size:>10}  shift {1e3 * r["shift"]["min"]:8.1f} / {1e3 * r["shift"]["median"]:8.1f}   '
                   f'unfold {1e3 * r["unfold"]["min"]:8.1f} / {1e3 * r["unfold"]["median"]:8.1f}   '
                   f'ratio (median) {r["unfold"]["median"] / r["shift"]["median"]:.2f}x', flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(rows, indent=1))
+        write_rows(rows, args.json)
         return
     rows = []
     mode = 'forward + backward' if args.backward else 'forward (no_grad)'
@@ -182,16 +179,13 @@ def main() -> None:
             if error:
                 print(f'{size:>10} {form:>7} failed: {error}')
                 continue
-            row = dict(size=size, form=form, time_ms=1e3 * statistics.median(r['time'] for r in results),
-                       peak=statistics.median(r['peak'] for r in results),
-                       extra=statistics.median(r['peak'] - r['base'] for r in results),
-                       kept=statistics.median(r['kept'] for r in results))
+            m = median_row(results, ('time', 'peak', 'kept'))
+            row = dict(size=size, form=form, time_ms=1e3 * m['time'], peak=m['peak'], extra=m['extra'], kept=m['kept'])
             rows.append(row)
             kept = f' {row["kept"]:>11.0f}' if args.backward else ''
             print(f'{size:>10} {form:>7} {row["time_ms"]:>10.1f} {row["peak"]:>15.0f} {row["extra"]:>12.0f}{kept}',
                   flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    write_rows(rows, args.json)
 
 
 if __name__ == '__main__':
