@@ -12,12 +12,13 @@
 # Pretrained backbone (nothing is downloaded by this config; by default the backbone starts from its own
 # trunc-normal init). Convert an official ImageNet checkpoint once and point the backbone at it:
 #   python tools/model_converters/coc2mmcluster.py coc_small.pth.tar checkpoints/coc-small_in1k.pth --arch small
-#   python tools/train.py CONFIG --cfg-options model.backbone.init_cfg._delete_=True \
-#       model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=checkpoints/coc-small_in1k.pth
+#   python tools/train.py CONFIG --cfg-options model.backbone.init_cfg.type=Pretrained \
+#       model.backbone.init_cfg.checkpoint=checkpoints/coc-small_in1k.pth
 # i.e. init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coc-small_in1k.pth'); for a checkpoint
-# trained with configs/context_cluster/coc-small_8xb128_in1k.py add prefix='backbone.'. The official
-# ImageNet checkpoints used for the published ADE20K numbers are generation 1: also set
-# model.backbone.norm_by='mask' (see docs/context_cluster.md, checkpoints).
+# trained with configs/context_cluster/coc-small_8xb128_in1k.py add prefix='backbone.'. The converter records
+# the aggregation the weights were trained with in the file's meta and `norm_by=None` (./_base_/coc_dense.py)
+# follows it; set model.backbone.norm_by by hand only when loading a whole model with load_from
+# (see docs/context_cluster.md, checkpoints).
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/datasets/ade20k.py', 'mmseg::_base_/default_runtime.py',
     '../_base_/schedules/semantic-fpn_adamw_80k.py', './_base_/coc_dense.py'

@@ -111,17 +111,18 @@ def test_param_counts_against_paper():
 
 def test_pretrained_backbone_as_documented(tmp_path):
     """The configs' comment: a converted backbone checkpoint ({'state_dict': raw backbone keys}) is loaded
-    with --cfg-options model.backbone.init_cfg._delete_=True ...type=Pretrained ...checkpoint=PATH."""
+    with --cfg-options model.backbone.init_cfg.type=Pretrained ...checkpoint=PATH (norm_by from its meta)."""
     from mmcluster.models.backbones.context_cluster import ContextCluster
     torch.manual_seed(0)
     source = ContextCluster('small', out_indices=(0, 1, 2, 3))
     ckpt = tmp_path / 'coc-small_converted.pth'
-    torch.save(dict(state_dict=source.state_dict(), meta=dict(norm_by='sim')), ckpt)
+    torch.save(dict(state_dict=source.state_dict(), meta=dict(norm_by='mask')), ckpt)  # a generation-1 record
     cfg = Config.fromfile(str(COC / 'fpn_coc-small-4_4xb4-80k_ade20k-512x512.py'))
-    cfg.merge_from_dict({'model.backbone.init_cfg._delete_': True, 'model.backbone.init_cfg.type': 'Pretrained',
-                         'model.backbone.init_cfg.checkpoint': str(ckpt)})
+    cfg.merge_from_dict({'model.backbone.init_cfg.type': 'Pretrained', 'model.backbone.init_cfg.checkpoint': str(ckpt)})
     model = build(cfg)
+    assert model.backbone.norm_by == 'sim'  # norm_by=None: Eq. 1 until a checkpoint says otherwise
     model.init_weights()
+    assert model.backbone.norm_by == 'mask'  # the dense configs follow the converted file's meta
     for k, v in source.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[k], v), k
 
