@@ -26,7 +26,9 @@ Writes (float64, CPU):
   channels 16/8/4/4, layers 1/2/1/1) at its training size 65 x 33 (maps 17x9 / 9x5 / 5x3 / 3x2; axial
   attention at strides 32 and 16): inputs, the three full outputs.
 * ``kmax_decoder.pt``: an official ``kMaXTransformerDecoder`` (2+2+2 layers, 10 queries, 4 classes) on
-  small non-square maps (3x2 / 5x3 / 9x5, pixel space 17x9): inputs and final / auxiliary outputs, eval mode.
+  small non-square maps (3x2 / 5x3 / 9x5, pixel space 17x9): inputs and final / auxiliary outputs in eval
+  mode; final outputs and auxiliary class logits in train mode (batch statistics: there the final masks'
+  argmax spreads over 9 of the 10 queries, in eval mode over one).
 * ``kmax_convnext.pt``: the official ``ConvNeXt`` (``modeling/backbone/convnext.py``; depths 1/1/1/1, dims
   4/8/16/32) on a ``1 x 3 x 65 x 75`` input (:func:`deterministic_image`, not stored): the four stage outputs
   (17x19 / 9x10 / 5x5 / 3x3: the official TF-style padding), eval mode.
@@ -267,11 +269,15 @@ def main():
     pan = torch.randn(1, 8, 17, 9, generator=gen)
     with torch.no_grad():
         out = dec(maps, pan, None)
+        dec.train()
+        out_train = dec(maps, pan, None)
     torch.save(dict(commit=commit, shapes=shapes, checksum=csum, multi_scale_features=maps, panoptic_features=pan,
                     config=dict(num_classes=4, in_channels=[16, 8, 8, 8], num_queries=10),
                     pred_logits=out['pred_logits'], pred_masks=out['pred_masks'],
                     aux_pred_logits=torch.stack([a['pred_logits'] for a in out['aux_outputs']]),
-                    aux_pred_masks_last=out['aux_outputs'][-1]['pred_masks']),
+                    aux_pred_masks_last=out['aux_outputs'][-1]['pred_masks'],
+                    train=dict(pred_logits=out_train['pred_logits'], pred_masks=out_train['pred_masks'],
+                               aux_pred_logits=torch.stack([a['pred_logits'] for a in out_train['aux_outputs']]))),
                os.path.join(args.out, 'kmax_decoder.pt'))
 
     # 4. the authors' ConvNeXt (TF-style padding, no output norms), tiny widths, odd non-square input.

@@ -47,8 +47,8 @@ def test_pixel_decoder_parity_with_official():
 def test_transformer_decoder_parity_with_official():
     fx = torch.load(FIXTURES / 'kmax_decoder.pt', weights_only=True)
     cfg = fx['config']
-    dec = KMaXTransformerDecoder(cfg['num_classes'], in_channels=cfg['in_channels'],
-                                 num_queries=cfg['num_queries']).double().eval()
+    dec = KMaXTransformerDecoder(cfg['num_classes'], in_channels=cfg['in_channels'], num_queries=cfg['num_queries'],
+                                 drop_path_rate=0.0).double().eval()
     dec.load_state_dict(_converted(fx, 'sem_seg_head.predictor.', 'panoptic_head.transformer_decoder.'),
                         strict=True)
     with torch.no_grad():
@@ -59,6 +59,16 @@ def test_transformer_decoder_parity_with_official():
                                rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(out['aux_outputs'][-1]['pred_masks'], fx['aux_pred_masks_last'], rtol=1e-9,
                                atol=1e-9)
+    # train mode (batch statistics): the assignments spread over the centres (eval mode: one or two)
+    dec.train()
+    with torch.no_grad():
+        out = dec(fx['multi_scale_features'], fx['panoptic_features'])
+    ref = fx['train']
+    assert ref['pred_masks'].flatten(2).argmax(1).unique().numel() >= cfg['num_queries'] - 2
+    torch.testing.assert_close(out['pred_logits'], ref['pred_logits'], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(out['pred_masks'], ref['pred_masks'], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(torch.stack([a['pred_logits'] for a in out['aux_outputs']]), ref['aux_pred_logits'],
+                               rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize('size', [(37, 53), (64, 64)])
