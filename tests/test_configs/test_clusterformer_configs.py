@@ -1,7 +1,7 @@
 """configs/clusterformer: every config parses and builds with its toolkit's registry (full-size ones without training or
 weight loading), the ImageNet configs hold the released recipe, the downstream ones the paper's decoder (six
 recurrent-clustering layers, T = 3, encoder-centre queries), the released backbone parameter count is reached with
-`compat=True`, and the toy configs train, validate and test end to end (2 iterations; marked slow)."""
+`compat=True`, and the toy configs train, validate and test end to end (2 iterations, in the default suite)."""
 from pathlib import Path
 
 import pytest
@@ -76,7 +76,6 @@ def test_metafile_lists_every_config():
     assert 'configs/clusterformer/metafile.yml' in yaml.safe_load((REPO / 'model-index.yml').read_text())['Import']
 
 
-@pytest.mark.slow  # 1-1.5 min each on one core
 @pytest.mark.parametrize('name', sorted(TOY))
 def test_toy_config_trains_validates_and_tests(name, e2e):
     e2e.train_then_test(CF / name, TOY[name])

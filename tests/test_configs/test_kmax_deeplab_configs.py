@@ -1,7 +1,7 @@
 """configs/kmax_deeplab: every config parses and builds with its toolkit's registry (full-size ones without
 training or weight loading), the recipes hold the official values (``tests/data/published.yml``), the full
 R50 head has the official parameter counts, the ConvNeXt-T head is wired to mmpretrain's ConvNeXt, and the
-toy configs train 2 iterations and evaluate end to end (slow)."""
+toy configs train 2 iterations and evaluate end to end."""
 import pytest
 import torch
 import yaml
@@ -74,14 +74,12 @@ def test_convnext_tiny_wiring():
     assert [n.weight.numel() for n in head.pixel_decoder.in_norms] == [768, 384, 192, 96]
 
 
-@pytest.mark.slow
 def test_ade20k_semantic_config_builds():
     model = build(Config.fromfile(str(KMAX / 'kmax-deeplab_r50_32xb2-100k_ade20k-641x641.py')))
     assert type(model.decode_head).__name__ == 'KMaXSegHead' and model.decode_head.num_classes == 150
     assert model.decode_head.transformer_decoder.kmax_transformer_layers[0].drop_path_kmeans.drop_prob == 0.0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(TOY))
 def test_toy_configs_train_and_evaluate(name, e2e):
     work_dir = e2e.train(KMAX / name)
