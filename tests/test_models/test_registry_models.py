@@ -4,83 +4,20 @@ gradient; the outputs are finite.
 
 Backbones are found by walking the registry (classes defined under ``mmcluster.models.backbones``) and their
 variants by reading the class's own table (``arch_settings`` / ``arch_zoo`` on the class, else the
-``ARCH_SETTINGS`` of its module), so a new backbone or variant is tested without touching this file. The
-variant is passed as ``arch`` (or ``depth``, mmdet ResNet style) as the table's signature says; a backbone
-without a table is tested with its defaults. An unknown variant must raise ``ValueError`` naming the valid
+``ARCH_SETTINGS`` of its module; the shared discovery in ``tests/registry_cases.py``), so a new backbone or
+variant is tested without touching this file. The variant is passed as ``arch`` (or ``depth``, mmdet ResNet
+style) as the table's signature says; a backbone without a table is tested with its defaults. An unknown variant must raise ``ValueError`` naming the valid
 ones.
 
 Cost: ``pytest tests/test_models/test_registry_models.py --durations=0`` lists the time of every variant.
 """
-import inspect
-import sys
-from typing import Any, Dict, Iterator, List, Optional, Tuple
-
 import pytest
 import torch
 
-import mmcluster  # noqa: F401  (registration)
-from mmcluster.registry import MODELS
+from registry_cases import (backbones, cases, one_thread, tensors, variant_argument,  # noqa: F401 (fixture)
+                            variant_table)
 
 SIZE = (67, 93)  # odd, not a multiple of any stride
-TABLE_ATTRS = ('arch_settings', 'arch_zoo')
-MODULE_TABLES = ('ARCH_SETTINGS', )
-
-
-def backbones() -> List[type]:
-    classes = {cls for cls in MODELS.module_dict.values() if cls.__module__.startswith('mmcluster.models.backbones')}
-    return sorted(classes, key=lambda c: c.__name__)
-
-
-def variant_table(cls: type) -> Optional[Dict[Any, Any]]:
-    """The class's table of named variants (class attribute, else its module's ``ARCH_SETTINGS``)."""
-    for attr in TABLE_ATTRS:
-        table = inspect.getattr_static(cls, attr, None)
-        if isinstance(table, dict) and table:
-            return table
-    module = sys.modules[cls.__module__]
-    for attr in MODULE_TABLES:
-        table = getattr(module, attr, None)
-        if isinstance(table, dict) and table:
-            return table
-    return None
-
-
-def variant_argument(cls: type) -> Optional[str]:
-    """``arch`` (mmcluster convention) or ``depth`` (mmdet's ResNet family)."""
-    params = set()
-    for klass in cls.__mro__:  # subclasses that take **kwargs pass them to a parent's signature
-        if '__init__' in vars(klass):
-            params |= set(inspect.signature(klass.__init__).parameters)
-    return next((name for name in ('arch', 'depth') if name in params), None)
-
-
-def cases() -> Iterator[Tuple[type, Any]]:
-    for cls in backbones():
-        table = variant_table(cls)
-        if table is None or variant_argument(cls) is None:
-            yield pytest.param(cls, None, id=f'{cls.__name__}-default')
-            continue
-        for key in table:
-            yield pytest.param(cls, key, id=f'{cls.__name__}-{key}')
-
-
-def tensors(out: Any) -> Iterator[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        yield out
-    elif isinstance(out, dict):
-        for value in out.values():
-            yield from tensors(value)
-    elif isinstance(out, (list, tuple)):
-        for value in out:
-            yield from tensors(value)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_registry_has_backbones():
