@@ -2,7 +2,7 @@
 
 * bf16 autocast on the CPU: forward and backward of the smallest variant of every backbone (found by
   ``tests/registry_cases.py``) give finite outputs and finite gradients (bf16 is ~90x slower on the CPU, so a
-  tiny odd input and batch 1; correctness only).
+  tiny odd input and batch 1; correctness only); fp16 and bf16 autocast on a GPU when one is available.
 * Determinism: the same input twice (eval mode) gives identical outputs and identical cluster records
   (``recording_clusters``) in every clustering module of every backbone.
 * Batch independence: in eval mode a batch of two gives, per sample, the outputs (float32, ``1e-5``) and the
@@ -47,23 +47,35 @@ def test_every_backbone_is_covered():
     assert len(SMALLEST) == len(backbones()) >= 6
 
 
-@pytest.mark.parametrize('cls,variant', SMALLEST)
-def test_bf16_autocast_forward_backward_finite(cls, variant):
-    model = make(cls, variant, train=True)
-    x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(1))
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+def check_autocast_finite(cls, variant, device: str, dtype: torch.dtype) -> None:
+    model = make(cls, variant, train=True).to(device)
+    x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(1)).to(device)
+    with torch.autocast(device, dtype=dtype):
         outs = [o for o in tensors(model(x)) if o.is_floating_point()]
         assert outs, f'{cls.__name__} returned no floating-point tensor'
         bad = [i for i, o in enumerate(outs) if not torch.isfinite(o).all()]
-        assert not bad, f'non-finite bf16 outputs {bad} of {[tuple(o.shape) for o in outs]}'
-        loss = sum((o.float() * torch.randn(o.shape, generator=torch.Generator().manual_seed(i))).sum()
+        assert not bad, f'non-finite {dtype} outputs {bad} of {[tuple(o.shape) for o in outs]}'
+        loss = sum((o.float() * torch.randn(o.shape, generator=torch.Generator().manual_seed(i)).to(device)).sum()
                    for i, o in enumerate(outs))
     loss.backward()
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     no_grad = [n for n, p in params if p.grad is None]
     assert not no_grad, f'{len(no_grad)} of {len(params)} parameters got no gradient: {no_grad[:10]}'
     bad = [n for n, p in params if not torch.isfinite(p.grad).all()]
-    assert not bad, f'non-finite bf16 gradients: {bad[:10]}'
+    assert not bad, f'non-finite {dtype} gradients: {bad[:10]}'
+
+
+@pytest.mark.parametrize('cls,variant', SMALLEST)
+def test_bf16_autocast_forward_backward_finite(cls, variant):
+    check_autocast_finite(cls, variant, 'cpu', torch.bfloat16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=['fp16', 'bf16'])
+@pytest.mark.parametrize('cls,variant', SMALLEST)
+def test_cuda_autocast_forward_backward_finite(cls, variant, dtype):
+    """The same check under CUDA autocast (plain autocast, no loss scaling: the loss is O(1))."""
+    check_autocast_finite(cls, variant, 'cuda', dtype)
 
 
 def run_recorded(model, x):
