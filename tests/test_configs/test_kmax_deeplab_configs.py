@@ -4,9 +4,8 @@ R50 head has the official parameter counts, the ConvNeXt-T head is wired to mmpr
 toy configs train 2 iterations and evaluate end to end."""
 import pytest
 import torch
-import yaml
 from conftest import REPO
-from e2e import build, check_metrics, last_evaluation
+from e2e import build, check_metrics, last_evaluation, nparams, published
 from mmengine.config import Config
 
 pytest.importorskip('mmdet.models')
@@ -20,11 +19,7 @@ TOY = {
     'kmax-deeplab_r18_1xb4-toy_ade20k-256x256.py': ['mIoU', 'aAcc'],
 }
 R50_COCO = 'kmax-deeplab_r50_32xb2-150k_coco-panoptic.py'
-PUBLISHED = yaml.safe_load((REPO / 'tests/data/published.yml').read_text())['kmax_deeplab']
-
-
-def _count(m):
-    return sum(p.numel() for p in m.parameters())
+PUBLISHED = published('kmax_deeplab')
 
 
 def test_expected_configs_present():
@@ -40,9 +35,9 @@ def test_r50_coco_official_recipe_and_parameters():
         model = build(cfg)
     head = model.panoptic_head
     params = PUBLISHED['params']
-    assert _count(head.pixel_decoder) == params['r50_coco_pixel_decoder']
-    assert _count(head.transformer_decoder) == params['r50_coco_transformer_decoder_without_aux_semantic']
-    assert _count(head.transformer_decoder) + _count(head.aux_semantic_head) == params['r50_coco_transformer_decoder']
+    assert nparams(head.pixel_decoder) == params['r50_coco_pixel_decoder']
+    assert nparams(head.transformer_decoder) == params['r50_coco_transformer_decoder_without_aux_semantic']
+    assert nparams(head.transformer_decoder) + nparams(head.aux_semantic_head) == params['r50_coco_transformer_decoder']
     norms = [m for m in head.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     assert norms and all(isinstance(m, torch.nn.SyncBatchNorm) and m.eps == 1e-3 and m.momentum == 0.01
                          for m in norms)

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 from conftest import REPO, load_tool
+from e2e import published
 
 gf = load_tool('tools/get_flops.py')
 COC = REPO / 'configs' / 'context_cluster'
-PUBLISHED = yaml.safe_load((REPO / 'tests' / 'data' / 'published.yml').read_text())['context_cluster']
+PUBLISHED = published('context_cluster')
 
 
 class Lambda(nn.Module):

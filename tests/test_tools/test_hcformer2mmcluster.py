@@ -16,8 +16,8 @@ from collections import OrderedDict
 
 import pytest
 import torch
-import yaml
 from conftest import REPO, load_tool
+from e2e import published
 
 pytest.importorskip('mmdet.models')
 
@@ -56,8 +56,8 @@ def test_official_key_layout_converts_exactly(conv, official):
     # the parameter count of published.yml is the one of this official key list
     counted = sum(torch.Size(shape).numel() for k, shape in layout.items() if k != 'criterion.empty_weight'
                   and not k.endswith(('running_mean', 'running_var', 'relative_position_index')))
-    published = yaml.safe_load((REPO / 'tests/data/published.yml').read_text())['hcformer']['official_params']
-    assert counted == published[official] == sum(p.numel() for p in model.parameters())
+    official_params = published('hcformer')['official_params']
+    assert counted == official_params[official] == sum(p.numel() for p in model.parameters())
     assert info['dropped'] == ['criterion.empty_weight'] and info['level'] == 3
     assert info['backbone'] == ('swin' if 'swin' in official else 'resnet')
     assert info['with_encoder'] == official.startswith('hcformerplus')

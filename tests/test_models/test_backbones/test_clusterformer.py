@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from conftest import load_tool
+from e2e import nparams
+from e2e import published as published_numbers
 from mmcluster.models.backbones.clusterformer import ClusterFormer
 from mmcluster.models.utils.cluster_record import recording_clusters
 
@@ -18,17 +19,13 @@ MINI = dict(layers=[1, 1, 1, 1], embed_dims=[8, 8, 16, 16], mlp_ratios=[1, 1, 1,
 
 @pytest.fixture(scope='module')
 def published():
-    return yaml.safe_load((DATA / 'published.yml').read_text())['clusterformer']
+    return published_numbers('clusterformer')
 
 
 @pytest.fixture(scope='module')
 def released():
     """Stored outputs of the released code (tools/parity/make_clusterformer_fixture.py)."""
     return torch.load(DATA / 'fixtures/clusterformer_backbone.pt', weights_only=True)
-
-
-def _count(m):
-    return sum(p.numel() for p in m.parameters())
 
 
 def _released_arch(cfg):
@@ -41,7 +38,7 @@ def _released_arch(cfg):
 
 @pytest.mark.parametrize('arch', ['tiny', 'small'])
 def test_parameter_counts_equal_the_release(arch, published):
-    n = _count(ClusterFormer(arch, compat=True))
+    n = nparams(ClusterFormer(arch, compat=True))
     assert n == published['release_backbone_params'][arch]
     # paper semantics: a full (E d)^2 query map per block instead of the head-shared d^2 one, and no
     # sim_alpha / sim_beta (cosine dispatch); everything else is the released parameter set
@@ -49,7 +46,7 @@ def test_parameter_counts_equal_the_release(arch, published):
     blocks = [(n_b, e * d) for n_b, e, d in zip(a['layers'], a['heads'], a['head_dim'])]
     q_full = sum(n_b * (inner * inner + inner) for n_b, inner in blocks)
     q_shared = sum(n_b * (32 * 32 + 32) for n_b, _ in blocks)
-    assert _count(ClusterFormer(arch)) == n + q_full - q_shared - 2 * sum(a['layers'])
+    assert nparams(ClusterFormer(arch)) == n + q_full - q_shared - 2 * sum(a['layers'])
 
 
 def test_keys_and_shapes_match_the_released_tiny_through_the_converter():
@@ -122,7 +119,7 @@ def test_errors_frozen_stages_and_norm_eval():
 
 @pytest.mark.parametrize('T', [1, 3])
 def test_recursions_add_no_parameters(T):
-    assert _count(ClusterFormer(MINI, num_iters=T)) == _count(ClusterFormer(MINI, num_iters=2))
+    assert nparams(ClusterFormer(MINI, num_iters=T)) == nparams(ClusterFormer(MINI, num_iters=2))
 
 
 def test_classifier_with_the_released_neck_reproduces_released_logits(released):

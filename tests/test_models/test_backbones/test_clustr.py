@@ -1,16 +1,15 @@
 """ClusTR backbone: any input size, out_indices, bf16, gradients, published parameter counts, registry,
 backbone conventions (frozen_stages, norm_eval, arch errors) and cluster records."""
 import importlib
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from e2e import published
 
 from mmcluster.models.backbones.clustr import ARCH_SETTINGS, ClusTR
 from mmcluster.models.utils.cluster_record import recording_clusters
 
-PUBLISHED = yaml.safe_load((Path(__file__).resolve().parents[2] / 'data' / 'published.yml').read_text())['clustr']
+PUBLISHED = published('clustr')
 
 TINY_ARCH = dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 16, 32], num_heads=[1, 2, 2, 4],
                  ratios=[[16, 4], [4, 2], [2, 1], [1]], mlp_ratios=[2, 2, 2, 2])

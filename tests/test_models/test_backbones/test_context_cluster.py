@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from e2e import nparams
+from e2e import published as published_numbers
 
 from mmcluster.models.backbones.context_cluster import ContextCluster
 from mmcluster.models.layers.context_cluster import ContextClusterLayer
@@ -23,11 +24,7 @@ def official():
 
 @pytest.fixture(scope='module')
 def published():
-    return yaml.safe_load((DATA / 'published.yml').read_text())['context_cluster']
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
+    return published_numbers('context_cluster')
 
 
 def _classifier_params(arch):
@@ -37,7 +34,7 @@ def _classifier_params(arch):
     except ImportError:
         backbone = ContextCluster(arch)
         c3 = backbone.embed_dims[-1]
-        return _count(backbone) + c3 * 1000 + 1000  # LinearClsHead = one Linear(C3, 1000)
+        return nparams(backbone) + c3 * 1000 + 1000  # LinearClsHead = one Linear(C3, 1000)
     import mmcluster  # noqa: F401
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
@@ -48,7 +45,7 @@ def _classifier_params(arch):
                  neck=dict(type='GlobalAveragePooling'),
                  head=dict(type='LinearClsHead', num_classes=1000,
                            in_channels=ContextCluster.arch_settings[arch]['embed_dims'][-1])))
-    return _count(model)
+    return nparams(model)
 
 
 @pytest.mark.parametrize('arch', ['tiny', 'tiny2', 'tiny_plain', 'small', 'medium'])

@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-import yaml
 from conftest import REPO, load_tool
+from e2e import nparams, published
 
 from mmcluster.models.layers.kmax_axial_attention import KMaXRelativePositionalEncoding
 from mmcluster.models.layers.kmax_semantic_predictor import KMaXSemanticPredictor
@@ -16,7 +16,6 @@ from mmcluster.models.layers.kmax_transformer_decoder import KMaXTransformerDeco
 from mmcluster.models.necks.kmax_pixel_decoder import KMaXPixelDecoder
 
 FIXTURES = REPO / 'tests' / 'data' / 'fixtures'
-
 
 
 def _converted(fx, official_prefix, our_prefix):
@@ -109,16 +108,12 @@ def r50_modules():
     return pixel_decoder, transformer_decoder, aux
 
 
-def _count(m):
-    return sum(p.numel() for p in m.parameters())
-
-
 def test_parameter_counts_match_official_r50(r50_modules):
-    published = yaml.safe_load((REPO / 'tests/data/published.yml').read_text())['kmax_deeplab']['params']
+    numbers = published('kmax_deeplab')['params']
     pixel_decoder, transformer_decoder, aux = r50_modules
-    assert _count(pixel_decoder) == published['r50_coco_pixel_decoder']
-    assert _count(transformer_decoder) == published['r50_coco_transformer_decoder_without_aux_semantic']
-    assert _count(transformer_decoder) + _count(aux) == published['r50_coco_transformer_decoder']
+    assert nparams(pixel_decoder) == numbers['r50_coco_pixel_decoder']
+    assert nparams(transformer_decoder) == numbers['r50_coco_transformer_decoder_without_aux_semantic']
+    assert nparams(transformer_decoder) + nparams(aux) == numbers['r50_coco_transformer_decoder']
 
 
 def test_official_r50_key_layout_loads_strictly(r50_modules):
