@@ -30,14 +30,11 @@ from pathlib import Path
 
 from mmcluster.utils.subprocess_measure import PROC_STATUS, median_row, run_child, run_children, write_rows
 
-REPO = Path(__file__).resolve().parents[2]
-
 CHILD = r'''
 import json, statistics, sys, time
 import torch
 import torch.nn.functional as F
 torch.set_num_threads(1)
-sys.path.insert(0, {repo!r})
 from mmcluster.models.layers.hc_clustering import HCClustering
 from mmcluster.models.layers.hc_decode import hc_decode, hc_candidate_valid
 {proc_status}
@@ -127,7 +124,7 @@ MALLOC_ENV = dict(MALLOC_MMAP_THRESHOLD_='131072')
 
 def child_code(op: str, form: str, b: int, h: int, w: int, q: int, backward: bool, repeats: int,
                interleaved: bool = False) -> str:
-    return CHILD.format(repo=str(REPO), op=op, form=form, b=b, h=h, w=w, q=q, backward=backward,
+    return CHILD.format(op=op, form=form, b=b, h=h, w=w, q=q, backward=backward,
                         repeats=repeats, interleaved=interleaved, proc_status=PROC_STATUS)
 
 
