@@ -46,8 +46,8 @@ if ! have torch 2.14.1 || ! have torchvision 0.29.1; then
   $PIP torch==2.14.1 torchvision==0.29.1
 fi
 
-log "pinned pure-python requirements"
-$PIP -r requirements/runtime.txt -r requirements/tests.txt
+log "pinned pure-python requirements (runtime, tests, deployment: ONNX export + onnxruntime)"
+$PIP -r requirements/runtime.txt -r requirements/tests.txt -r requirements/deploy.txt
 
 if ! "$PY" -c "import mmcv, mmcv._ext" 2>/dev/null || ! have mmcv 2.1.0; then
   log "mmcv 2.1.0 with CPU ops: compiled from the sdist (~20 min on 2 cores the first time)"
