@@ -244,8 +244,10 @@ def _scores(x: torch.Tensor, k: int, valid: Optional[torch.Tensor], dist_scale: 
         need &= valid
     # the densest token has no parent and the largest score whatever its delta (module docstring): no row pass
     densest = order[:, :1]  # [B, 1]
-    need.scatter_(1, densest, False)
-    parent.scatter_(1, densest, N)
+    # tensor sources, not Python scalars: under jit tracing (tools/get_flops.py, ONNX export) N is a 0-dim
+    # tensor that scatter_ takes for a source of the wrong rank, and a bool scalar has no traced overload
+    need.scatter_(1, densest, torch.zeros_like(densest, dtype=torch.bool))
+    parent.scatter_(1, densest, torch.full_like(densest, N))
     # pass 2b: full rows for the tokens without a denser kept neighbour (local density peaks), all samples at
     # once: each sample's rows that need it come first in ``rows [B, R]``; padding rows (other tokens, so the
     # indices of a sample stay distinct) are computed and written back unchanged
