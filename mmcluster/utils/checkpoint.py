@@ -22,7 +22,12 @@ detectron2 ``*.pth`` / ``*.pkl``            ``model`` of tensors or numpy arrays
 
 Anything else (any other class or function named in the pickle) is refused with
 :class:`UnsafeCheckpointError`, whose message names the global and says how to allow it if the file is trusted
-(``extra_types``). Nothing named in a refused pickle is ever called.
+(``extra_types``). Nothing named in a refused pickle is ever called. A file that is no checkpoint at all (empty,
+text, a zip archive that ``torch.save`` did not write, a truncated file) raises :class:`NotACheckpointError`
+naming the file and what it looks like, instead of an unpickler's ``KeyError: 101`` or ``EOFError``. Plain
+pickles of every protocol are read (torch's restricted unpickler knows only protocol 2; newer ones, the default of
+``pickle.dump`` since Python 3.8 and what detectron2's ``convert-torchvision-to-d2.py`` writes, go through an
+allowlist-only :class:`pickle.Unpickler`, the "restricting globals" recipe of the :mod:`pickle` docs).
 
 Helpers for converters: :func:`pick_state_dict` (``state_dict`` / ``state_dict_ema`` / ``model`` / raw, numpy
 arrays to tensors), :func:`strip_prefix`, and :func:`check_state_dict` which compares a converted state dict
@@ -36,6 +41,7 @@ import collections
 import json
 import pickle
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +52,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    'UnsafeCheckpointError', 'KeyReport', 'checkpoint_allowlist', 'load_checkpoint_safely', 'pick_state_dict',
+    'UnsafeCheckpointError', 'NotACheckpointError', 'KeyReport', 'checkpoint_allowlist', 'load_checkpoint_safely', 'pick_state_dict',
     'strip_prefix', 'check_state_dict', 'arch_arg', 'load_source', 'print_dropped', 'save_converted'
 ]
 
@@ -59,16 +65,26 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint names a class or function outside the allowlist; nothing in it was executed."""
 
 
+class NotACheckpointError(ValueError):
+    """The file is not a checkpoint (empty, text, a zip archive torch did not write, truncated)."""
+
+
 def _numpy_globals() -> List[SafeGlobal]:
     """numpy reconstructors under both module paths (files written with numpy 1.x and 2.x)."""
     try:
         from numpy.core.multiarray import _reconstruct, scalar
     except ImportError:  # pragma: no cover - numpy 2
         from numpy._core.multiarray import _reconstruct, scalar
+    try:  # protocol-5 pickles rebuild arrays from a buffer
+        from numpy.core.numeric import _frombuffer
+    except ImportError:  # pragma: no cover - numpy 2
+        from numpy._core.numeric import _frombuffer
     out: List[SafeGlobal] = []
     for fn in (_reconstruct, scalar):
         for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
             out.append((fn, f'{module}.{fn.__name__}'))
+    for module in ('numpy.core.numeric', 'numpy._core.numeric'):
+        out.append((_frombuffer, f'{module}._frombuffer'))
     dtypes = ('bool', 'uint8', 'uint16', 'uint32', 'uint64', 'int8', 'int16', 'int32', 'int64', 'float16',
               'float32', 'float64', 'complex64', 'complex128', 'str', 'bytes')  # never ``object``
     out += [np.ndarray, np.dtype] + [type(np.dtype(name)) for name in dtypes]
@@ -134,9 +150,49 @@ def _refusal(path: str, err: Exception) -> UnsafeCheckpointError:
 
 
 def _restricted_pickle_load(f, encoding: str = 'latin1') -> Any:
-    """Plain pickle (detectron2 ``.pkl``) through torch's ``weights_only`` unpickler."""
+    """Plain pickle (detectron2 ``.pkl``) through torch's ``weights_only`` unpickler (protocols 0-2)."""
     from torch import _weights_only_unpickler
     return _weights_only_unpickler.Unpickler(f, encoding=encoding).load()
+
+
+#: torch's default ``weights_only`` globals that plain (non-torch) pickles may need; the rest of torch's list
+#: rebuilds tensors from storages, which only ``torch.save`` files carry
+_PLAIN_PICKLE_DEFAULTS = ('collections.OrderedDict', 'collections.Counter', '_codecs.encode', 'builtins.set',
+                          'builtins.frozenset', 'builtins.bytearray', 'builtins.complex')
+
+
+class _AllowlistUnpickler(pickle.Unpickler):
+    """:class:`pickle.Unpickler` that resolves only allowlisted globals (any protocol, 0-5).
+
+    Every class or function a pickle can call is looked up through :meth:`find_class`; anything outside the
+    allowlist raises before it is imported, so nothing from the file runs. Persistent ids (torch storages) are
+    refused by the base class (no ``persistent_load``).
+    """
+
+    def __init__(self, f, path: str, encoding: str = 'latin1') -> None:
+        super().__init__(f, encoding=encoding)
+        from torch import _weights_only_unpickler as wo
+        allowed = {name: obj for name, obj in wo._get_allowed_globals().items() if name in _PLAIN_PICKLE_DEFAULTS}
+        allowed.update(wo._get_user_allowed_globals())  # ours (the _TemporarySafeGlobals) and mmcluster.compat's
+        self.allowed = allowed
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        full = f'{module}.{name}'
+        if full in self.allowed:
+            return self.allowed[full]
+        raise _refusal(self.path, pickle.UnpicklingError(f'Unsupported global: GLOBAL {full}'))
+
+
+def _not_a_checkpoint(path: str, why: str) -> NotACheckpointError:
+    return NotACheckpointError(
+        f'{path} is not a checkpoint: {why}. Expected a file written by torch.save (a zip archive holding '
+        '<name>/data.pkl, or the legacy format) or a pickle of a dict (e.g. a detectron2 .pkl).')
+
+
+def _pickle_protocol(head: bytes) -> Optional[int]:
+    """The protocol of a binary pickle (``PROTO`` opcode first), None for anything else."""
+    return head[1] if len(head) >= 2 and head[0] == 0x80 else None
 
 
 def load_checkpoint_safely(path: str,
@@ -145,7 +201,8 @@ def load_checkpoint_safely(path: str,
     """Read a checkpoint file without executing pickled code.
 
     Args:
-        path: a ``torch.save`` file (zip or legacy format) or a plain pickle (detectron2 ``.pkl``).
+        path: a ``torch.save`` file (zip or legacy format) or a plain pickle (detectron2 ``.pkl``, any protocol
+            from 2 on).
         extra_types: further classes / functions to allow for this call only (``obj`` or ``(obj, 'module.name')``),
             for trusted files that hold other plain data types.
         map_location: where tensors go.
@@ -154,27 +211,59 @@ def load_checkpoint_safely(path: str,
         The unpickled object (usually a dict).
 
     Raises:
+        FileNotFoundError: no such file.
+        NotACheckpointError: the file is not a checkpoint (empty, text, a zip archive torch did not write,
+            truncated, a protocol-0/1 text pickle).
         UnsafeCheckpointError: the file names a global outside the allowlist (the message names it).
     """
     path = str(path)
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    if file.is_dir():
+        raise _not_a_checkpoint(path, 'it is a directory')
+    if file.stat().st_size == 0:
+        raise _not_a_checkpoint(path, 'the file is empty')
     with _TemporarySafeGlobals(checkpoint_allowlist(extra_types)):
         try:
             if zipfile.is_zipfile(path):
-                return torch.load(path, map_location=map_location, weights_only=True)
+                try:
+                    return torch.load(path, map_location=map_location, weights_only=True)
+                except RuntimeError as err:
+                    if 'Weights only load failed' in str(err) or 'Unsupported global' in str(err):
+                        raise
+                    names = zipfile.ZipFile(path).namelist()
+                    raise _not_a_checkpoint(path, f'a zip archive that torch.save did not write (members '
+                                            f'{names[:5]}; torch: {str(err).splitlines()[0]})') from None
             with open(path, 'rb') as f:
+                head = f.read(2)
+                protocol = _pickle_protocol(head)
+                if protocol is None and head == b'PK':
+                    raise _not_a_checkpoint(path, 'a damaged zip archive (truncated?)')
+                if protocol is None:
+                    raise _not_a_checkpoint(path, f'it is neither a zip archive nor a binary pickle (it starts with '
+                                            f'{head + f.read(14)!r})')
+                f.seek(0)
+                if protocol > 2:  # torch's restricted unpickler reads protocol 2 only
+                    return _AllowlistUnpickler(f, path).load()
                 first = _restricted_pickle_load(f)
                 if first == torch.serialization.MAGIC_NUMBER:  # legacy torch.save format
                     f.seek(0)
                     return torch.load(f, map_location=map_location, weights_only=True)
                 return first
+        except (UnsafeCheckpointError, NotACheckpointError):
+            raise
         except pickle.UnpicklingError as err:
-            if isinstance(err, UnsafeCheckpointError):
-                raise
+            if 'Unsupported operand' in str(err) or 'invalid load key' in str(err):
+                raise _not_a_checkpoint(path, f'not a valid pickle ({err})') from None
             raise _refusal(path, err) from None
         except RuntimeError as err:  # torch wraps the unpickler's error on some paths
             if 'Weights only load failed' in str(err) or 'Unsupported global' in str(err):
                 raise _refusal(path, err) from None
             raise
+        except (EOFError, KeyError, IndexError, struct.error, UnicodeDecodeError) as err:
+            # what an unpickler raises on a truncated or garbled stream (KeyError: a memo lookup of garbage)
+            raise _not_a_checkpoint(path, f'truncated or corrupt ({type(err).__name__}: {err})') from None
 
 
 def _as_tensor(value: Any) -> Any:
@@ -287,13 +376,13 @@ def load_source(path: str, ema: bool = False) -> Optional[Tuple[Any, 'collection
     """A converter's input: ``(checkpoint, state_dict)`` read with :func:`load_checkpoint_safely` and
     :func:`pick_state_dict`, without the ``module.`` prefix of a DDP-wrapped save.
 
-    Returns None after printing ``ERROR: ...`` when the file is refused or holds no (EMA) state dict; the
-    converter then exits with status 2.
+    Returns None after printing ``ERROR: ...`` when the file is missing, not a checkpoint, refused, or holds no (EMA)
+    state dict; the converter then exits with status 2.
     """
     try:
         checkpoint = load_checkpoint_safely(path)
         state_dict = pick_state_dict(checkpoint, ema=ema)
-    except UnsafeCheckpointError as err:
+    except (UnsafeCheckpointError, NotACheckpointError, FileNotFoundError) as err:
         print(f'ERROR: {err}')
         return None
     except (KeyError, TypeError) as err:

@@ -175,5 +175,5 @@ def test_pickled_code_is_refused(conv, tmp_path, capsys):
         pickle.dump({'model': {'backbone.stem.0.weight': Payload()}}, f, protocol=2)
     code = conv.main([str(src), str(tmp_path / 'out.pth')])
     out, err = capsys.readouterr()
-    assert code == 1 and 'PAYLOAD-RAN' not in out + err and not (tmp_path / 'out.pth').exists()
-    assert "refused to unpickle the global 'print'" in err
+    assert code == 2 and 'PAYLOAD-RAN' not in out + err and not (tmp_path / 'out.pth').exists()
+    assert "refused to unpickle the global 'print'" in out

@@ -24,7 +24,8 @@ released                       mmcluster
 
 Everything else keeps its name. The result is checked against a ``ClusterFormer(arch, compat=True)`` (the
 released semantics; only ``compat=True`` with ``dispatch='coc'`` has exactly the released parameters) and
-every missing / unexpected / mismatched key is reported; exit status 1 if the load is not exact.
+every missing / unexpected / mismatched key is reported; exit status 1 if the load is not exact, 2 for a missing,
+refused or non-checkpoint input.
 
 Example::
 

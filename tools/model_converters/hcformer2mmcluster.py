@@ -45,7 +45,8 @@ not cover is an error (nothing is dropped silently besides ``criterion.empty_wei
 
 The file is read with :func:`mmcluster.utils.checkpoint.load_checkpoint_safely` (no pickled code runs). With
 ``--config`` the converted weights are loaded strictly into the model the config builds; missing, unexpected
-and shape-mismatched keys are listed and the script exits with status 1 unless the match is exact.
+and shape-mismatched keys are listed and the script exits with status 1 unless the match is exact (2: a missing,
+refused or non-checkpoint input).
 
 Example (the released HCFormer+ Swin-L COCO panoptic checkpoint)::
 
@@ -255,11 +256,13 @@ def main(argv=None) -> int:
                         help='panoptic_head (mmdet Mask2Former, default) or decode_head (mmseg EncoderDecoder)')
     args = parser.parse_args(argv)
 
-    from mmcluster.utils.checkpoint import (UnsafeCheckpointError, check_state_dict, load_checkpoint_safely,
-                                            pick_state_dict)
+    from mmcluster.utils.checkpoint import check_state_dict, load_source
+    source = load_source(args.src)  # prints the error of a missing / refused / non-checkpoint file
+    if source is None:
+        return 2
     try:
-        converted, info = convert(pick_state_dict(load_checkpoint_safely(args.src)), head=args.head)
-    except (ConversionError, UnsafeCheckpointError, TypeError) as err:
+        converted, info = convert(source[1], head=args.head)
+    except ConversionError as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     print(f'{args.src}: official HC{"Swin" if info["backbone"] == "swin" else "ResNet"} HCFormer'

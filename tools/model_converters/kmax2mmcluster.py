@@ -28,7 +28,8 @@ where ``X'`` drops the leading underscore of every name component and fixes the 
   weight 1 / bias 0: that model is *not* the official one (docs/kmax_deeplab.md, deviations).
 
 ``num_batches_tracked`` buffers are kept. With ``--config`` the converted weights are checked against the
-model the config builds (missing / unexpected / shape-mismatched keys listed; exit status 1 unless exact).
+model the config builds (missing / unexpected / shape-mismatched keys listed; exit status 1 unless exact; 2 for a
+missing, refused or non-checkpoint input).
 
 Example::
 
@@ -122,14 +123,11 @@ def main(argv=None) -> int:
     parser.add_argument('--convnext-out-norms', action='store_true',
                         help="add identity output norms norm{i} (mmpretrain ConvNeXt layout; not the official model)")
     args = parser.parse_args(argv)
-    from mmcluster.utils.checkpoint import (UnsafeCheckpointError, check_state_dict, load_checkpoint_safely,
-                                            pick_state_dict)
-    try:
-        ckpt = load_checkpoint_safely(args.src)
-    except UnsafeCheckpointError as err:
-        print(f'refused: {err}', file=sys.stderr)
+    from mmcluster.utils.checkpoint import check_state_dict, load_source
+    source = load_source(args.src)  # prints the error of a missing / refused / non-checkpoint file
+    if source is None:
         return 2
-    state, dropped = convert(pick_state_dict(ckpt), convnext_out_norms=args.convnext_out_norms)
+    state, dropped = convert(source[1], convnext_out_norms=args.convnext_out_norms)
     if dropped:
         print(f'dropped {len(dropped)} keys outside the model: {dropped}')
     code = 0
