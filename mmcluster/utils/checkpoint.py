@@ -260,6 +260,8 @@ def load_checkpoint_safely(path: str,
         except RuntimeError as err:  # torch wraps the unpickler's error on some paths
             if 'Weights only load failed' in str(err) or 'Unsupported global' in str(err):
                 raise _refusal(path, err) from None
+            if 'EOF' in str(err) or 'corrupt' in str(err):  # a cut legacy file ("unexpected EOF, expected ...")
+                raise _not_a_checkpoint(path, f'truncated or corrupt (torch: {err})') from None
             raise
         except (EOFError, KeyError, IndexError, struct.error, UnicodeDecodeError) as err:
             # what an unpickler raises on a truncated or garbled stream (KeyError: a memo lookup of garbage)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from mmcluster.utils.checkpoint import (UnsafeCheckpointError, check_state_dict, load_checkpoint_safely,
-                                        pick_state_dict, strip_prefix)
+from mmcluster.utils.checkpoint import (NotACheckpointError, UnsafeCheckpointError, check_state_dict,
+                                        load_checkpoint_safely, pick_state_dict, strip_prefix)
 
 
 def _net():
@@ -114,7 +114,68 @@ def test_detectron2_pickle_and_legacy_torch_format(tmp_path):
     assert torch.equal(load_checkpoint_safely(legacy)['model']['w'], torch.arange(3.))
 
 
-@pytest.mark.parametrize('where', ['top', 'inside_namespace', 'plain_pickle', 'legacy'])
+@pytest.mark.parametrize('protocol', [3, 4, 5])
+def test_plain_pickle_of_newer_protocols(tmp_path, protocol):
+    """``pickle.dump``'s default since Python 3.8 is protocol 4 (detectron2's convert-torchvision-to-d2.py writes
+    that); torch's restricted unpickler knows protocol 2 only, so these go through the allowlist unpickler."""
+    arrays = {'stem.conv1.weight': np.random.RandomState(0).randn(4, 3, 3, 3).astype(np.float32)}
+    obj = {'model': arrays, '__author__': 'torchvision', 'matching_heuristics': True, 'shape': np.float64(2.5),
+           'steps': collections.Counter(a=2), 'args': argparse.Namespace(lr=0.1), 'ids': {1, 2}, 'raw': b'\x00\x01',
+           'order': collections.OrderedDict(b=1, a=2)}
+    path = tmp_path / 'R-50.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump(obj, f, protocol=protocol)
+    out = load_checkpoint_safely(path)
+    assert out['args'].lr == 0.1 and out['ids'] == {1, 2} and out['raw'] == b'\x00\x01'
+    assert list(out['order']) == ['b', 'a'] and out['steps'] == collections.Counter(a=2) and out['shape'] == 2.5
+    np.testing.assert_array_equal(pick_state_dict(out)['stem.conv1.weight'].numpy(), arrays['stem.conv1.weight'])
+
+
+def _not_checkpoints(tmp_path):
+    """Files a user may hand a converter by mistake: (name, path, what the message must say)."""
+    import zipfile
+    text = tmp_path / 'config.py'
+    text.write_text("model = dict(type='ImageClassifier')\n")
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    archive = tmp_path / 'images.zip'
+    with zipfile.ZipFile(archive, 'w') as z:
+        z.writestr('a.txt', 'not a tensor')
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'w': torch.ones(64)}}, good)
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(good.read_bytes()[:200])
+    legacy = tmp_path / 'legacy.pth'
+    torch.save({'state_dict': {'w': torch.ones(64)}}, legacy, _use_new_zipfile_serialization=False)
+    legacy_cut = tmp_path / 'legacy_cut.pth'
+    legacy_cut.write_bytes(legacy.read_bytes()[:-40])
+    text_pickle = tmp_path / 'protocol0.pkl'
+    text_pickle.write_bytes(pickle.dumps({'a': 1}, protocol=0))
+    return [('text', text, 'neither a zip archive nor a binary pickle'), ('empty', empty, 'empty'),
+            ('zip', archive, 'zip archive that torch.save did not write'),
+            ('truncated_zip', truncated, 'damaged zip archive'), ('truncated_legacy', legacy_cut, 'truncated'),
+            ('protocol0', text_pickle, 'neither a zip archive nor a binary pickle'),
+            ('directory', tmp_path, 'directory')]
+
+
+def test_files_that_are_not_checkpoints(tmp_path):
+    """A clear NotACheckpointError naming the file, never a KeyError / EOFError from inside an unpickler."""
+    for name, path, says in _not_checkpoints(tmp_path):
+        with pytest.raises(NotACheckpointError) as info:
+            load_checkpoint_safely(path)
+        message = str(info.value)
+        assert str(path) in message and says in message and 'torch.save' in message, (name, message)
+    with pytest.raises(FileNotFoundError, match='checkpoint file not found'):
+        load_checkpoint_safely(tmp_path / 'missing.pth')
+    # a pickle that is not a dict loads (it is data), and the state-dict step names the problem
+    listed = tmp_path / 'list.pkl'
+    listed.write_bytes(pickle.dumps([1, 2, 3], protocol=4))
+    with pytest.raises(TypeError, match='must be a dict, got list'):
+        pick_state_dict(load_checkpoint_safely(listed))
+
+
+@pytest.mark.parametrize('where', ['top', 'inside_namespace', 'plain_pickle', 'plain_pickle_protocol4',
+                                   'plain_pickle_protocol5', 'legacy'])
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path, where):
     marker = tmp_path / 'pwned'
     # control: the payload really runs under an unrestricted unpickler (so its absence below means something)
@@ -129,6 +190,9 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, where):
         torch.save({'state_dict': {}, 'args': argparse.Namespace(lr=Payload(marker))}, path)
     elif where == 'legacy':
         torch.save({'x': Payload(marker)}, path, _use_new_zipfile_serialization=False)
+    elif where.startswith('plain_pickle_protocol'):
+        with open(path, 'wb') as f:
+            pickle.dump({'model': {}, 'x': Payload(marker)}, f, protocol=int(where[-1]))
     else:
         with open(path, 'wb') as f:
             pickle.dump({'model': {}, 'x': Payload(marker)}, f, protocol=2)
