@@ -21,13 +21,14 @@ Decoding (Eq. 5) maps a coarse map ``x`` (``[B, C, Hc, Wc]``) to the fine grid:
 (``x`` taken as 0 outside the map). Odd ``H`` or ``W`` need no special case: the parent cell is still
 ``floor(i / 2)``, and the last coarse row / column simply has a half-empty window.
 
-Implementation (exact, no 9x unfolded copy): ``x`` is upsampled once by nearest-neighbour 2x, so that
+Implementation (exact, no 9x unfolded copy): ``x`` is upsampled by nearest-neighbour 2x, so that
 ``U[i, j] = x[floor(i / 2), floor(j / 2)]`` and hence ``x[floor(i / 2) + dy, floor(j / 2) + dx] =
 U[i + 2 dy, j + 2 dx]``; ``U`` is zero-padded by 2 and the output is 9 shifted in-place multiply-adds
-(``addcmul_``) of ``A[:, k]`` with views of ``U``. Memory: one upsampled copy of ``x`` (the size of the
-output) during the call instead of the 9 x ``Hc x Wc`` x C candidate tensor of the unfold form (2.25x the
-output), and the backward (hand-written) saves only ``x`` and ``A`` and recomputes ``U``;
-``tools/benchmark/hc_decode_memory.py`` measures both forms.
+(``addcmul_``) of ``A[:, k]`` with views of ``U``, one block of channels at a time so that the block's 9 passes
+stay in the L2 cache. Memory: ``U`` of one channel block (~0.5 MiB) during the call instead of the 9 x
+``Hc x Wc`` x C candidate tensor of the unfold form (2.25x the output), and the backward (hand-written) saves
+only ``x`` and ``A`` and recomputes ``U``. ``tools/benchmark/clustering_ops.py`` times both forms (forward
+and training step), ``tools/benchmark/hc_decode_memory.py`` measures their memory.
 """
 from typing import List, Sequence, Tuple
 
@@ -65,47 +66,108 @@ def check_assignment(assign: Tensor, coarse_hw: Sequence[int], name: str = 'assi
                          f'{expected} (ceil of half), got {tuple(coarse_hw)}')
 
 
-def _upsample_pad(x: Tensor) -> Tensor:
-    """``U[i, j] = x[i // 2, j // 2]`` zero-padded by 2 (= one coarse cell) on every side."""
-    return F.pad(F.interpolate(x, scale_factor=2.0, mode='nearest'), (2, 2, 2, 2))
+#: float32 elements of one channel block of the output (512 KiB): the 9 multiply-adds of a block then run in a
+#: core's L2 cache instead of streaming the whole output 9 times through memory (the decoded maps are large:
+#: 100 masks at 200x200 are 16 MB)
+_BLOCK_ELEMENTS = 1 << 17
+
+
+def _channel_blocks(channels: int, height: int, width: int) -> List[Tuple[int, int]]:
+    """``(start, stop)`` channel ranges of about :data:`_BLOCK_ELEMENTS` output elements each."""
+    step = max(1, _BLOCK_ELEMENTS // (height * width))
+    return [(c0, min(channels, c0 + step)) for c0 in range(0, channels, step)]
 
 
 def _shift(up: Tensor, dy: int, dx: int, height: int, width: int) -> Tensor:
-    """View of ``U`` holding ``x[floor(i/2) + dy, floor(j/2) + dx]`` at fine pixel ``(i, j)``."""
+    """View of ``U`` (zero-padded by 2) holding ``x[floor(i/2) + dy, floor(j/2) + dx]`` at fine pixel ``(i, j)``."""
     return up[:, :, 2 + 2 * dy:2 + 2 * dy + height, 2 + 2 * dx:2 + 2 * dx + width]
 
 
+class _PaddedGrid:
+    """A reusable zero-bordered ``[B, n, 2 Hc + 4, 2 Wc + 4]`` buffer for one channel block and the views of its
+    interior and of its 9 shifts (made once: the views, not the arithmetic, dominate small blocks)."""
+
+    def __init__(self, like: Tensor, channels: int, coarse_hw: Sequence[int], fine_hw: Sequence[int]) -> None:
+        hc, wc = coarse_hw
+        self.buf = like.new_zeros(like.shape[0], channels, 2 * hc + 4, 2 * wc + 4)
+        self.channels = channels
+        self.fine_hw = fine_hw
+        self.interior = self.buf[:, :, 2:2 + 2 * hc, 2:2 + 2 * wc]
+        self.shifts = [_shift(self.buf, dy, dx, *fine_hw) for dy, dx in HC_OFFSETS]
+
+    def views(self, n: int) -> Tuple[Tensor, List[Tensor]]:
+        """The interior and the 9 shifted views of the first ``n`` channels."""
+        if n == self.channels:
+            return self.interior, self.shifts
+        return self.interior[:, :n], [v[:, :n] for v in self.shifts]
+
+    def upsample(self, x: Tensor) -> List[Tensor]:
+        """Write ``U[i, j] = x[i // 2, j // 2]`` (nearest 2x) of the block ``x`` into the buffer; its 9 shifts."""
+        b, n, hc, wc = x.shape
+        interior, shifts = self.views(n)
+        interior.view(b, n, hc, 2, wc, 2).copy_(x[:, :, :, None, :, None].expand(b, n, hc, 2, wc, 2))
+        return shifts
+
+
 class _HCDecode(torch.autograd.Function):
-    """Eq. 5 with a hand-written backward that saves only ``x`` and ``A`` (``U`` is recomputed), so a decoded
-    map costs no upsampled copy between forward and backward (HCFormer decodes 9 predictions per level)."""
+    """Eq. 5, blocked over channels, with a hand-written backward that saves only ``x`` and ``A`` (``U`` is
+    recomputed per block), so a decoded map costs no upsampled copy between forward and backward (HCFormer
+    decodes 9 predictions per level). Per channel block (:func:`_channel_blocks`) the forward writes ``U`` into
+    a reused zero-bordered buffer and accumulates the 9 shifted products in place; the backward does the same
+    for ``dL/dA_k = sum_c g * U_k`` and scatters ``g * A_k`` into a reused buffer whose 2x2 blocks sum to
+    ``dL/dx``."""
 
     @staticmethod
     def forward(ctx, x: Tensor, assign: Tensor) -> Tensor:
-        height, width = assign.shape[-2:]
-        up = _upsample_pad(x)
-        out = assign[:, 4:5] * _shift(up, 0, 0, height, width)
-        for k, (dy, dx) in enumerate(HC_OFFSETS):
-            if k != 4:
-                out.addcmul_(assign[:, k:k + 1], _shift(up, dy, dx, height, width))
+        b, c, hc, wc = x.shape
+        fine_hw = assign.shape[-2:]
+        blocks = _channel_blocks(c, *fine_hw)
+        weights = [assign[:, k:k + 1] for k in range(NUM_CANDIDATES)]
+        grid = _PaddedGrid(x, blocks[0][1] - blocks[0][0], (hc, wc), fine_hw)
+        out = x.new_empty(b, c, *fine_hw)
+        for c0, c1 in blocks:
+            shifts = grid.upsample(x[:, c0:c1])
+            block = out[:, c0:c1]
+            torch.mul(shifts[4], weights[4], out=block)
+            for k in range(NUM_CANDIDATES):
+                if k != 4:
+                    block.addcmul_(shifts[k], weights[k])
         ctx.save_for_backward(x, assign)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, assign = ctx.saved_tensors
-        height, width = assign.shape[-2:]
+        b, c, hc, wc = x.shape
+        fine_hw = assign.shape[-2:]
         grad = grad.contiguous()
+        blocks = _channel_blocks(c, *fine_hw)
+        step = blocks[0][1] - blocks[0][0]
+        weights = [assign[:, k:k + 1] for k in range(NUM_CANDIDATES)]
         grad_x = grad_assign = None
+        if ctx.needs_input_grad[0]:  # dL/dU = sum_k shift_k^T (g * A_k); dL/dx = the 2x2 block sums of dL/dU
+            grad_x = x.new_empty(x.shape)
+            grad_up = _PaddedGrid(x, step, (hc, wc), fine_hw)
         if ctx.needs_input_grad[1]:  # dL/dA_k = sum_c g * U_k
-            up = _upsample_pad(x)
-            grad_assign = torch.stack(
-                [(grad * _shift(up, dy, dx, height, width)).sum(1) for dy, dx in HC_OFFSETS], dim=1)
-        if ctx.needs_input_grad[0]:  # dL/dU = sum_k shift_k^T (g * A_k), then sum each 2x2 block of U
-            hc, wc = x.shape[-2:]
-            grad_up = grad.new_zeros(grad.shape[0], grad.shape[1], 2 * hc + 4, 2 * wc + 4)
-            for k, (dy, dx) in enumerate(HC_OFFSETS):
-                _shift(grad_up, dy, dx, height, width).addcmul_(grad, assign[:, k:k + 1])
-            grad_x = F.avg_pool2d(grad_up[:, :, 2:2 + 2 * hc, 2:2 + 2 * wc], 2) * 4  # exact: powers of 2
+            grad_assign = assign.new_zeros(assign.shape)
+            up = _PaddedGrid(x, step, (hc, wc), fine_hw)
+            product = grad.new_empty(b, step, *fine_hw)
+        for c0, c1 in blocks:
+            g = grad[:, c0:c1]
+            if grad_x is not None:
+                grad_up.buf.zero_()
+                interior, shifts = grad_up.views(c1 - c0)
+                for k in range(NUM_CANDIDATES):
+                    shifts[k].addcmul_(g, weights[k])
+                cells = interior.unflatten(3, (wc, 2)).unflatten(2, (hc, 2))  # [B, n, Hc, 2, Wc, 2]
+                torch.add(cells[:, :, :, 0, :, 0], cells[:, :, :, 0, :, 1], out=grad_x[:, c0:c1])
+                grad_x[:, c0:c1].add_(cells[:, :, :, 1, :, 0]).add_(cells[:, :, :, 1, :, 1])
+            if grad_assign is not None:
+                shifts = up.upsample(x[:, c0:c1])
+                prod = product[:, :c1 - c0]
+                for k in range(NUM_CANDIDATES):
+                    torch.mul(g, shifts[k], out=prod)
+                    grad_assign[:, k].add_(prod.sum(1))
         return grad_x, grad_assign
 
 
