@@ -12,6 +12,7 @@ generates the data when a run needs it)::
 
     python tools/make_toy_data.py OUT [--seed 0] [--num-train 240] [--num-val 60]
         [--num-cls-per-class 60] [--num-cls-val-per-class 15] [--tasks coco ade imagenet]
+        [--preset default|mini]
 
 Output layout under ``OUT``::
 
@@ -93,6 +94,35 @@ _SCENE_KEY, _CLS_KEY = 0, 1
 _SPLIT_KEY = {'train': 0, 'val': 1}
 
 
+@dataclass(frozen=True)
+class SceneStyle:
+    """The knobs of the scene generator; the defaults are the module constants (the default toy data).
+
+    Attributes:
+        min_side: smallest image side (px).
+        max_side: largest image side (px); sides are never a multiple of 32.
+        max_things: most things per detection / segmentation scene.
+        tiny_prob: chance that a thing is tiny (radius 1.5-3.5 px).
+        radius: (low, high) radius of a normal thing as a fraction of the image's short side.
+    """
+
+    min_side: int = MIN_SIDE
+    max_side: int = MAX_SIDE
+    max_things: int = MAX_THINGS
+    tiny_prob: float = TINY_PROB
+    radius: Tuple[float, float] = (0.07, 0.3)
+
+
+#: Named styles (``make_toy_data(preset=...)``, ``--preset``). ``default`` is the toy data every test and
+#: config uses; ``mini`` is the benchmark protocol's data (docs/benchmark_protocol.md): smaller images, at most
+#: three larger things and no tiny ones, so that a model learns boxes, masks and panoptic segments within minutes
+#: of CPU training. The same random draws are made in the same order for every style, only their ranges differ.
+PRESETS: Dict[str, SceneStyle] = {
+    'default': SceneStyle(),
+    'mini': SceneStyle(min_side=112, max_side=176, max_things=3, tiny_prob=0.0, radius=(0.15, 0.35)),
+}
+
+
 # Plain (non-string) annotations: dataclasses then need no sys.modules entry, so the file can be
 # loaded with importlib.util.spec_from_file_location as tests and configs do.
 @dataclass
@@ -118,17 +148,17 @@ class Scene:
 # ----------------------------------------------------------------------------------------------
 
 
-def _sample_side(rng: np.random.Generator) -> int:
-    """Samples an image side in [MIN_SIDE, MAX_SIDE] that is not a multiple of 32."""
+def _sample_side(rng: np.random.Generator, style: SceneStyle = PRESETS['default']) -> int:
+    """Samples an image side in [style.min_side, style.max_side] that is not a multiple of 32."""
     while True:
-        side = int(rng.integers(MIN_SIDE, MAX_SIDE + 1))
+        side = int(rng.integers(style.min_side, style.max_side + 1))
         if side % 32:
             return side
 
 
-def _sample_size(rng: np.random.Generator) -> Tuple[int, int]:
+def _sample_size(rng: np.random.Generator, style: SceneStyle = PRESETS['default']) -> Tuple[int, int]:
     """Samples (H, W); independent sides give portrait, landscape and square-ish images."""
-    return _sample_side(rng), _sample_side(rng)
+    return _sample_side(rng, style), _sample_side(rng, style)
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: float) -> np.ndarray:
@@ -287,7 +317,7 @@ def _has_holes(mask: np.ndarray) -> bool:
 
 
 def _place_things(rng: np.random.Generator, h: int, w: int, num: int,
-                  ) -> Tuple[np.ndarray, List[str], List[np.ndarray]]:
+                  style: SceneStyle = PRESETS['default']) -> Tuple[np.ndarray, List[str], List[np.ndarray]]:
     """Places up to ``num`` things one on top of the other with only partial occlusion.
 
     A candidate is rejected (and re-drawn) when it would hide too much of an earlier thing or
@@ -305,10 +335,10 @@ def _place_things(rng: np.random.Generator, h: int, w: int, num: int,
     for _ in range(num):
         for _attempt in range(12):
             name = THING_CLASSES[int(rng.integers(len(THING_CLASSES)))]
-            if rng.random() < TINY_PROB:
+            if rng.random() < style.tiny_prob:
                 radius = rng.uniform(1.5, 3.5)
             else:
-                radius = short * rng.uniform(0.07, 0.3)
+                radius = short * rng.uniform(*style.radius)
             cx, cy = rng.uniform(0, w), rng.uniform(0, h)
             full = _fill_polygon(_shape_polygon(rng, name, cx, cy, radius), h, w)
             if full.sum() < MIN_VISIBLE_PX:
@@ -361,27 +391,29 @@ def _render(rng: np.random.Generator, stuff_map: np.ndarray, instance_map: np.nd
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def make_scene(rng: np.random.Generator, min_things: int = 1) -> Scene:
-    """Generates one detection / segmentation scene with ``min_things``..MAX_THINGS things.
+def make_scene(rng: np.random.Generator, min_things: int = 1, style: SceneStyle = PRESETS['default']) -> Scene:
+    """Generates one detection / segmentation scene with ``min_things``..``style.max_things`` things.
 
     Args:
         rng: Random generator (the scene is a pure function of its state).
-        min_things: 1 for a normal scene (1..MAX_THINGS things; placing the first thing never
+        min_things: 1 for a normal scene (1..max_things things; placing the first thing never
             fails), 0 for a scene without any thing.
+        style: sizes and numbers of the scene (:data:`PRESETS`).
     """
-    h, w = _sample_size(rng)
+    h, w = _sample_size(rng, style)
     stuff_map = _stuff_layout(rng, h, w, _sample_stuff(rng))
-    num = int(rng.integers(min_things, MAX_THINGS + 1)) if min_things > 0 else 0
-    instance_map, names, _ = _place_things(rng, h, w, num)
+    num = int(rng.integers(min_things, style.max_things + 1)) if min_things > 0 else 0
+    instance_map, names, _ = _place_things(rng, h, w, num, style)
     image = _render(rng, stuff_map, instance_map, len(names))
     stuff_map = np.where(_void_band(stuff_map), np.int8(-1), stuff_map)
     return Scene(image, stuff_map, instance_map, names)
 
 
-def make_cls_scene(rng: np.random.Generator, label: int) -> Scene:
+def make_cls_scene(rng: np.random.Generator, label: int, style: SceneStyle = PRESETS['default']) -> Scene:
     """Generates a classification image: one large, fully drawn thing of class ``label`` over
-    1-2 stuff classes, with 0-2 small distractor things of other classes underneath."""
-    h, w = _sample_size(rng)
+    1-2 stuff classes, with 0-2 small distractor things of other classes underneath (``style``: the
+    image sides)."""
+    h, w = _sample_size(rng, style)
     stuff_map = _stuff_layout(rng, h, w, _sample_stuff(rng, max_num=2))
     short = min(h, w)
     instance_map = np.zeros((h, w), np.int16)
@@ -590,7 +622,7 @@ def _image_rng(seed: int, task_key: int, split: str, *index: int) -> np.random.G
 
 
 def _write_scene_split(out: Path, split: str, num: int, seed: int, tasks: Sequence[str],
-                       stats: dict) -> None:
+                       stats: dict, style: SceneStyle = PRESETS['default']) -> None:
     """Generates ``num`` scenes of one split and writes the COCO and / or ADE files."""
     coco_dir, ade_dir = out / 'coco', out / 'ade'
     img_dir = coco_dir / f'{split}2017'
@@ -608,7 +640,7 @@ def _write_scene_split(out: Path, split: str, num: int, seed: int, tasks: Sequen
     for idx in range(num):
         rng = _image_rng(seed, _SCENE_KEY, split, idx)
         # Exactly one val image without things, to exercise empty-gt handling downstream.
-        scene = make_scene(rng, min_things=0 if (split == 'val' and idx == 0) else 1)
+        scene = make_scene(rng, min_things=0 if (split == 'val' and idx == 0) else 1, style=style)
         image_id = idx + 1 + (VAL_ID_OFFSET if split == 'val' else 0)
         anns, pan_ids, segments, ade = _scene_annotations(scene, rng, image_id,
                                                           len(instances) + 1)
@@ -649,7 +681,7 @@ def _write_scene_split(out: Path, split: str, num: int, seed: int, tasks: Sequen
 
 
 def _write_imagenet_split(out: Path, split: str, per_class: int, seed: int,
-                          stats: dict) -> None:
+                          stats: dict, style: SceneStyle = PRESETS['default']) -> None:
     """Writes ``per_class`` classification images per thing class plus meta/<split>.txt."""
     root = out / 'imagenet'
     lines = []
@@ -658,7 +690,7 @@ def _write_imagenet_split(out: Path, split: str, per_class: int, seed: int,
         folder.mkdir(parents=True, exist_ok=True)
         names = []
         for i in range(per_class):
-            scene = make_cls_scene(_image_rng(seed, _CLS_KEY, split, label, i), label)
+            scene = make_cls_scene(_image_rng(seed, _CLS_KEY, split, label, i), label, style)
             name = f'{cls}_{split}_{i:05d}.jpg'
             (folder / name).write_bytes(_encode_jpeg(scene.image))
             names.append(name)
@@ -672,7 +704,7 @@ def _write_imagenet_split(out: Path, split: str, per_class: int, seed: int,
 
 def make_toy_data(out_dir: Union[str, Path], seed: int = 0, num_train: int = 240, num_val: int = 60,
                   num_cls_per_class: int = 60, num_cls_val_per_class: Optional[int] = None,
-                  tasks: Sequence[str] = TASKS, verbose: bool = False) -> Dict[str, str]:
+                  tasks: Sequence[str] = TASKS, verbose: bool = False, preset: str = 'default') -> Dict[str, str]:
     """Writes the toy datasets under ``out_dir`` (layout in the module docstring).
 
     Args:
@@ -685,6 +717,9 @@ def make_toy_data(out_dir: Union[str, Path], seed: int = 0, num_train: int = 240
             ``max(1, num_cls_per_class // 4)``.
         tasks: Subset of ('coco', 'ade', 'imagenet').
         verbose: Print a summary at the end.
+        preset: Scene style, a key of :data:`PRESETS` (``default``: the toy data of the tests and configs;
+            ``mini``: the benchmark protocol's smaller images with fewer, larger things). The stamp records a
+            preset other than ``default``.
 
     Returns:
         Paths (as str) of the generated roots and annotation files, keyed by name, e.g.
@@ -693,6 +728,9 @@ def make_toy_data(out_dir: Union[str, Path], seed: int = 0, num_train: int = 240
     unknown = set(tasks) - set(TASKS)
     if unknown:
         raise ValueError(f'unknown tasks {sorted(unknown)}; choose from {TASKS}')
+    if preset not in PRESETS:
+        raise ValueError(f'unknown preset {preset!r}; choose from {sorted(PRESETS)}')
+    style = PRESETS[preset]
     if num_cls_val_per_class is None:
         num_cls_val_per_class = max(1, num_cls_per_class // 4)
     out = Path(out_dir)
@@ -701,13 +739,15 @@ def make_toy_data(out_dir: Union[str, Path], seed: int = 0, num_train: int = 240
     start = time.perf_counter()
     if 'coco' in tasks or 'ade' in tasks:
         for split, num in (('train', num_train), ('val', num_val)):
-            _write_scene_split(out, split, num, seed, tasks, stats)
+            _write_scene_split(out, split, num, seed, tasks, stats, style)
     if 'imagenet' in tasks:
         for split, num in (('train', num_cls_per_class), ('val', num_cls_val_per_class)):
-            _write_imagenet_split(out, split, num, seed, stats)
+            _write_imagenet_split(out, split, num, seed, stats, style)
 
     settings = dict(seed=seed, num_train=num_train, num_val=num_val, num_cls_per_class=num_cls_per_class,
                     num_cls_val_per_class=num_cls_val_per_class, tasks=sorted(tasks))
+    if preset != 'default':  # the default stamp stays as it always was (byte-identical default output)
+        settings['preset'] = preset
     before = read_stamp(out)
     if before is not None and {k: v for k, v in before.items() if k != 'tasks'} == \
             {k: v for k, v in settings.items() if k != 'tasks'}:
@@ -766,6 +806,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--num-cls-val-per-class', type=int, default=None,
                         help='ImageNet-style val images per class (default: train // 4)')
     parser.add_argument('--tasks', nargs='+', choices=TASKS, default=list(TASKS))
+    parser.add_argument('--preset', choices=sorted(PRESETS), default='default',
+                        help='scene style: default (the tests\' toy data) or mini (the benchmark protocol\'s)')
     return parser.parse_args(argv)
 
 
@@ -774,5 +816,5 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     make_toy_data(args.out, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
                   num_cls_per_class=args.num_cls_per_class,
                   num_cls_val_per_class=args.num_cls_val_per_class, tasks=args.tasks,
-                  verbose=True)
+                  verbose=True, preset=args.preset)
 

@@ -11,11 +11,19 @@ The one helper behind ``make demo``, ``tools/benchmark/train_*.py`` and the end-
     run.curve          # the training records, e.g. [{'iter': 1, 'loss': 2.3, 'lr': ..., 'time': ...}, ...]
     metrics = evaluate_checkpoint('configs/.../x.py', run.checkpoint, 'work_dirs/x_test')
 
+    # a learning curve: 10 minutes of TRAINING time (validation excluded), validated every 2 minutes of it,
+    # learning rate warmed up over the first 3 % of the time and cosine-decayed to 1 % by the end of it
+    run = run_config('configs/.../x.py', 'work_dirs/x', train_minutes=10, val_every_minutes=2,
+                     time_lr=(0.03, 0.01))
+    run.val_curve      # [{'iter': 812, 'train_s': 120.4, 'val_s': 9.8, 'mIoU': 12.0, ...}, ...]
+
 A run is a subprocess (``tools/train.py``, or ``mim train`` with ``mim='mmdet'``), so that each run starts
 from a clean interpreter (mmengine's registries, loggers and message hub are process-global) and a
 crash or a time-out cannot take the caller down. Records are read from what mmengine writes into the work
 dir: ``<timestamp>/vis_data/scalars.json`` (training and validation) and ``<timestamp>/<timestamp>.json``
-(the metrics of a test run).
+(the metrics of a test run). With ``train_minutes`` the :class:`TrainClockHook` (registered by this module, imported
+by the run through ``custom_imports``) also writes ``<work_dir>/train_clock.jsonl``: one line per validation with
+the training seconds spent before it.
 """
 import json
 import os
@@ -26,6 +34,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from mmengine.hooks import Hook
+
+from mmcluster.registry import HOOKS, register_module
 
 PathLike = Union[str, Path]
 CfgOptions = Union[None, Sequence[str], Mapping[str, Any]]
@@ -55,6 +67,8 @@ class ToyRun:
         checkpoint: the checkpoint of the last iteration (None if none was written).
         wall_s: wall time of the subprocess, start-up and evaluation included (0 for :func:`read_run`).
         log: the file that holds the run's stdout / stderr (None for :func:`read_run`).
+        val_curve: with ``train_minutes``: one record per validation, ``iter`` (iterations trained),
+            ``train_s`` (training seconds before it, validations excluded), ``val_s`` and the metrics.
     """
     work_dir: Path
     metrics: Dict[str, Any] = field(default_factory=dict)
@@ -64,6 +78,7 @@ class ToyRun:
     checkpoint: Optional[Path] = None
     wall_s: float = 0.0
     log: Optional[Path] = None
+    val_curve: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def s_per_iter(self) -> float:
@@ -74,7 +89,7 @@ class ToyRun:
     def as_dict(self) -> Dict[str, Any]:
         """JSON-friendly summary (no curve)."""
         return dict(work_dir=str(self.work_dir), iters=self.iters, s_per_iter=self.s_per_iter,
-                    wall_s=self.wall_s, metrics=self.metrics,
+                    wall_s=self.wall_s, metrics=self.metrics, val_curve=self.val_curve,
                     checkpoint=None if self.checkpoint is None else str(self.checkpoint))
 
 
@@ -150,10 +165,13 @@ def read_run(work_dir: PathLike) -> ToyRun:
     work_dir = Path(work_dir)
     curve, evaluations = read_scalars(work_dir)
     checkpoints = _checkpoints(work_dir)
+    clock = work_dir / TrainClockHook.FILE
+    val_curve = _json_lines(clock) if clock.is_file() else []
     logged = max((int(r['iter']) for r in curve if 'iter' in r), default=0)
-    iters = max([logged] + [n for n, _ in checkpoints])
+    iters = max([logged] + [n for n, _ in checkpoints] + [int(r['iter']) for r in val_curve])
     return ToyRun(work_dir=work_dir, metrics=dict(evaluations[-1]) if evaluations else {}, iters=iters,
-                  curve=curve, evaluations=evaluations, checkpoint=checkpoints[-1][1] if checkpoints else None)
+                  curve=curve, evaluations=evaluations, checkpoint=checkpoints[-1][1] if checkpoints else None,
+                  val_curve=val_curve)
 
 
 def read_test_metrics(work_dir: PathLike) -> Dict[str, Any]:
@@ -162,6 +180,114 @@ def read_test_metrics(work_dir: PathLike) -> Dict[str, Any]:
     if not paths:
         raise FileNotFoundError(f'no metrics json (<timestamp>/<timestamp>.json) in {work_dir}')
     return _json_lines(paths[-1])[-1]
+
+
+# --------------------------------------------------------------------------- training-time clock
+@register_module(HOOKS)
+class TrainClockHook(Hook):
+    """Budget, validate and schedule the learning rate by TRAINING time, validations excluded.
+
+    For learning curves (accuracy against training time): the clock runs from the first iteration and stops
+    while the model is validated, so the validations neither eat into the budget nor bend the curve's time
+    axis. Every validation (periodic or final) appends ``{'iter', 'train_s', 'val_s', **metrics}`` to
+    ``<work_dir>/train_clock.jsonl``. Use it in ``default_hooks`` (an extra key is registered like the others)
+    with ``train_cfg.max_iters`` large: the budget ends the run through the loop's own condition, so the final
+    checkpoint and validation happen as at ``max_iters``.
+
+    Args:
+        minutes: training-time budget; the iteration that crosses it is the last one.
+        val_minutes: validate every this many minutes of training time (None: only at the end).
+        time_lr: ``(warmup_fraction, final_factor)``: every parameter group's learning rate (as the optimiser
+            was built, lr multipliers included) rises linearly over the first ``warmup_fraction`` of the budget
+            and then follows a cosine down to ``final_factor`` times itself at the end of the budget; a schedule
+            of time, so models of any speed see the same schedule shape. None: the config's schedulers.
+        clock: ``'wall'`` (wall time) or ``'process'`` (CPU time of the training process, all its threads: on
+            a shared machine the budget then stays what a dedicated core would give, whatever the load).
+    """
+    priority = 'LOW'
+    FILE = 'train_clock.jsonl'
+
+    CLOCKS = ('wall', 'process')
+
+    def __init__(self, minutes: float, val_minutes: Optional[float] = None,
+                 time_lr: Optional[Sequence[float]] = None, clock: str = 'wall') -> None:
+        if clock not in self.CLOCKS:
+            raise ValueError(f'clock must be one of {self.CLOCKS}, got {clock!r}')
+        self._now = time.perf_counter if clock == 'wall' else time.process_time
+        if minutes <= 0:
+            raise ValueError(f'minutes must be positive, got {minutes}')
+        if val_minutes is not None and val_minutes <= 0:
+            raise ValueError(f'val_minutes must be positive or None, got {val_minutes}')
+        if time_lr is not None:
+            warmup, final = (float(v) for v in time_lr)
+            if not (0 <= warmup < 1 and 0 <= final <= 1):
+                raise ValueError(f'time_lr must be (warmup fraction in [0, 1), final factor in [0, 1]), got {time_lr}')
+        self.budget_s = 60.0 * minutes
+        self.val_s = None if val_minutes is None else 60.0 * val_minutes
+        self.time_lr = None if time_lr is None else (warmup, final)
+        self._start = self._val_start = self._wall_start = 0.0
+        self._val_total = 0.0
+        self._next_val = self.val_s
+        self._iters = 0
+        self._base_lr: List[List[float]] = []
+
+    def train_s(self) -> float:
+        """Training seconds so far (wall time since the start, validations excluded)."""
+        return self._now() - self._start - self._val_total
+
+    def lr_factor(self, fraction: float) -> float:
+        """The learning-rate factor at ``fraction`` of the budget (see ``time_lr``)."""
+        import math
+        warmup, final = self.time_lr
+        if fraction < warmup:
+            return max(fraction / warmup, 1e-3)
+        progress = min(1.0, (fraction - warmup) / (1.0 - warmup))
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def _optimizers(self, runner) -> list:
+        wrapper = runner.optim_wrapper
+        wrappers = wrapper.values() if hasattr(wrapper, 'values') else [wrapper]
+        return [w.optimizer for w in wrappers]
+
+    def before_train(self, runner) -> None:
+        if not hasattr(runner.train_loop, '_max_iters'):
+            raise TypeError('TrainClockHook needs an iteration-based train loop '
+                            f'(got {type(runner.train_loop).__name__})')
+        if self.time_lr is not None:
+            self._base_lr = [[g['lr'] for g in opt.param_groups] for opt in self._optimizers(runner)]
+        self._start = self._now()
+        self._wall_start = time.perf_counter()
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self.time_lr is None:
+            return
+        factor = self.lr_factor(self.train_s() / self.budget_s)
+        for opt, bases in zip(self._optimizers(runner), self._base_lr):
+            for group, base in zip(opt.param_groups, bases):
+                group['lr'] = base * factor
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._iters = runner.iter + 1
+        elapsed = self.train_s()
+        if elapsed >= self.budget_s:  # the loop validates and checkpoints at its (lowered) max_iters
+            runner.train_loop._max_iters = self._iters
+        elif self._next_val is not None and elapsed >= self._next_val and runner.val_loop is not None:
+            while self._next_val <= elapsed:
+                self._next_val += self.val_s
+            runner.val_loop.run()
+
+    def before_val_epoch(self, runner) -> None:
+        self._val_start = self._now()
+
+    def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        val_s = self._now() - self._val_start
+        record = dict(iter=self._iters, train_s=round(self._val_start - self._start - self._val_total, 3),
+                      val_s=round(val_s, 3), wall_s=round(time.perf_counter() - self._wall_start, 3))
+        self._val_total += val_s
+        record.update({k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
+        if runner.rank == 0:
+            with open(Path(runner.work_dir) / self.FILE, 'a') as out:
+                out.write(json.dumps(record) + '\n')
 
 
 # --------------------------------------------------------------------------- running
@@ -231,8 +357,15 @@ def run_config(config: PathLike,
                log: Optional[PathLike] = None,
                timeout: Optional[float] = None,
                env: Optional[Mapping[str, str]] = None,
-               check: bool = True) -> ToyRun:
+               check: bool = True,
+               train_minutes: Optional[float] = None,
+               val_every_minutes: Optional[float] = None,
+               time_lr: Optional[Sequence[float]] = None,
+               clock: str = 'wall') -> ToyRun:
     """Train ``config`` for ``minutes`` and / or ``iters``, validate once at the end, return what it reached.
+
+    Or, for a learning curve, train for ``train_minutes`` of training time (validations excluded) and validate
+    every ``val_every_minutes`` of it (:class:`TrainClockHook`; ``ToyRun.val_curve``).
 
     Args:
         config: config file.
@@ -256,6 +389,12 @@ def run_config(config: PathLike,
         timeout: seconds before the subprocess is killed (``subprocess.TimeoutExpired``).
         env: base environment (default: this process's).
         check: raise :class:`ToyRunError` (with the log's tail) if the run fails.
+        train_minutes: training-time budget (:class:`TrainClockHook`: validations do not count); not with
+            ``minutes``. With ``iters`` too, whichever comes first ends the run.
+        val_every_minutes: with ``train_minutes``: validate every this many minutes of training time.
+        time_lr: with ``train_minutes``: ``(warmup_fraction, final_factor)``, the learning rate as a function
+            of training time (:class:`TrainClockHook`), replacing the config's ``param_scheduler``.
+        clock: with ``train_minutes``: ``'wall'`` or ``'process'`` (CPU time of the run; :class:`TrainClockHook`).
 
     Returns:
         :class:`ToyRun` (``wall_s`` and ``log`` set).
@@ -267,14 +406,29 @@ def run_config(config: PathLike,
         raise ValueError(f'minutes must be positive, got {minutes}')
     if iters is not None and iters < 1:
         raise ValueError(f'iters must be >= 1, got {iters}')
-    if mim and minutes is not None:
+    if mim and (minutes is not None or train_minutes is not None):
         raise ValueError('mim train has no time budget: give iters, or run tools/train.py (mim=None)')
+    if train_minutes is not None and minutes is not None:
+        raise ValueError('give minutes (wall clock) or train_minutes (training time), not both')
+    if clock not in TrainClockHook.CLOCKS:
+        raise ValueError(f'clock must be one of {TrainClockHook.CLOCKS}, got {clock!r}')
+    if train_minutes is None and (val_every_minutes is not None or time_lr is not None):
+        raise ValueError('val_every_minutes and time_lr need train_minutes')
     if fresh:
         shutil.rmtree(work_dir, ignore_errors=True)
     options: List[str] = []
-    if iters is not None:
-        options += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-                    f'default_hooks.checkpoint.interval={iters}']
+    if iters is not None or train_minutes is not None:
+        last = iters if iters is not None else 10**9  # with train_minutes the clock ends the run
+        options += [f'train_cfg.max_iters={last}', f'train_cfg.val_interval={last}',
+                    f'default_hooks.checkpoint.interval={last}']
+    if train_minutes is not None:
+        hook = 'default_hooks.train_clock'
+        options += [f'{hook}.type={TrainClockHook.__module__}.{TrainClockHook.__name__}',
+                    f'{hook}.minutes={train_minutes}', f'{hook}.clock={clock}']
+        if val_every_minutes is not None:
+            options.append(f'{hook}.val_minutes={val_every_minutes}')
+        if time_lr is not None:
+            options += [f'{hook}.time_lr=({float(time_lr[0])},{float(time_lr[1])})', 'param_scheduler=[]']
     if batch_size is not None:
         options.append(f'train_dataloader.batch_size={batch_size}')
     if workers is not None:
