@@ -64,8 +64,8 @@ DATA: Dict[str, Dict[str, Any]] = {
     'full': dict(preset='mini', num_train=1000, num_val=100, num_cls_per_class=200, num_cls_val_per_class=50),
     'short': dict(preset='mini', num_train=8, num_val=4, num_cls_per_class=4, num_cls_val_per_class=2),
 }
-_BUDGET = {'full': 5.0, 'short': 0.02}  # minutes of training (CPU) time per model
-_VAL_EVERY = {'full': 1.0, 'short': None}
+_BUDGET = {'full': 6.0, 'short': 0.02}  # minutes of training (CPU) time per model
+_VAL_EVERY = {'full': 1.5, 'short': None}
 _SHORT_ITERS = 2  # the short mode also stops after this many iterations (seconds per model)
 
 
@@ -377,6 +377,51 @@ def run_protocol(run: ProtocolRun, work_dir: PathLike, mode: str = 'full', data:
         kwargs['iters'] = _SHORT_ITERS
     kwargs.update(run_kwargs)
     return run_config(config, work_dir, **kwargs)
+
+
+def result_record(run: ProtocolRun, result: ToyRun, mode: str) -> Dict[str, Any]:
+    """The JSON record of one protocol run: what was trained, the final metrics, the learning curve."""
+    return dict(
+        key=run.key, task=run.task, model=run.model, family=run.family, is_baseline=run.is_baseline,
+        config=str(run.config.relative_to(REPO)), mode=mode, budget_cpu_minutes=budget_minutes(mode),
+        val_every_cpu_minutes=val_every_minutes(mode), input_size=list(run.input_size),
+        schedule=dict(SCHEDULES[run.task].__dict__), iters=result.iters, wall_s=round(result.wall_s, 1),
+        metrics={k: result.metrics.get(k) for k in run.metrics},
+        targets=TARGETS[run.task] if run.is_baseline else {},
+        curve=[{k: r[k] for k in ('iter', 'train_s', 'val_s', 'wall_s', *run.metrics) if k in r}
+               for r in result.val_curve])
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """``python -m mmcluster.benchmark.protocol [--mode full] [--only KEY ...] [--out DIR]``: train the selected
+    runs one after the other, write ``<out>/<key>.json`` (:func:`result_record`) after each."""
+    import argparse
+    import json
+    parser = argparse.ArgumentParser(description='Train models under the toy benchmark protocol.')
+    parser.add_argument('--mode', choices=MODES, default='full')
+    parser.add_argument('--only', nargs='*', default=None,
+                        help='substrings of run keys (<task>__<config stem>) to run; default: all')
+    parser.add_argument('--baselines-only', action='store_true')
+    parser.add_argument('--work-dir', default=str(REPO / 'work_dirs' / 'protocol'))
+    parser.add_argument('--out', default=str(REPO / 'docs' / 'benchmark' / 'protocol'))
+    args = parser.parse_args(argv)
+    runs = [r for r in protocol_runs(args.mode) if (not args.only or any(o in r.key for o in args.only))
+            and (r.is_baseline or not args.baselines_only)]
+    if not runs:
+        raise SystemExit(f'no run matches {args.only}; keys: {[r.key for r in protocol_runs(args.mode)]}')
+    data = prepare_data(args.mode)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for run in runs:
+        print(f'[protocol] {run.key}: {budget_minutes(args.mode)} CPU-minutes ...', flush=True)
+        result = run_protocol(run, Path(args.work_dir) / args.mode / run.key, args.mode, data=data)
+        record = result_record(run, result, args.mode)
+        (out / f'{run.key}.json').write_text(json.dumps(record, indent=1) + '\n')
+        print(f'[protocol] {run.key}: {result.iters} iterations, {record["metrics"]}', flush=True)
+
+
+if __name__ == '__main__':
+    main()
 
 
 __all__ = ['MODES', 'TASKS', 'FAMILIES', 'TASK_METRICS', 'TARGETS', 'DATA', 'SCHEDULES', 'PANOPTIC_TEST_CFG',
