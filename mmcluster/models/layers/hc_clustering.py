@@ -34,12 +34,13 @@ Output: ``A`` of shape ``[B, 9, H, W]``, ``sum_k A = 1``. Odd ``H`` / ``W`` are 
 size or channel count raises a ValueError.
 
 Implementation: the LayerNorm is folded into the projection (``W LN(x) = (W' x - (W' 1) mu) / sigma + W b``
-with ``W' = W diag(gamma)``), so the embedding is one 1x1-conv GEMM on the raw NCHW map plus per-pixel channel
-statistics -- no normalised or channels-last copy of the C-channel input is made or kept for the backward.
-Only the E-channel fine embedding is permuted into a window-major layout ``[B, Hc, Wc, 4, E]``; each of the 9
-candidates is then a view of the zero-padded coarse embedding broadcast over the 4 pixels of each window,
-and ``s_k`` is a multiply + sum over the contiguous last dimension: 9 shifted products, no 9x unfolded copy
-of either map, plain autograd. Compared with the unfold / einsum / fold form of the paper's Listing 1:
+with ``W' = W diag(gamma)``), so the embedding is one GEMM on the raw NCHW map (written channels last) plus
+per-pixel channel statistics -- no normalised or channels-last copy of the C-channel input is made or kept for
+the backward. Only the E-channel fine embedding is permuted into a window-major layout ``[B, Hc, Wc, 4, E]``
+on a grid of padded width; the 9 similarities of a window are then 3 batched ``[4, E] x [E, 3]`` products with
+overlapping strided views of the zero-padded coarse embedding (``_LocalCorrelation``, hand-written backward):
+no 9x unfolded copy of either map and no 9x elementwise product. Compared with the official unfold / bmm /
+fold form (forward and training step): ``tools/benchmark/clustering_ops.py --only hc_clustering``; memory:
 ``tools/benchmark/hc_decode_memory.py --op clustering``.
 """
 import torch
@@ -51,6 +52,79 @@ from torch import Tensor
 from mmcluster.models.utils.cluster_record import ClusterRecorder
 from mmcluster.registry import MODELS, register_module
 from .hc_decode import HC_OFFSETS, NUM_CANDIDATES, hc_coarse_size, hc_parent_index
+
+
+class _ChannelMoments(torch.autograd.Function):
+    """Per-pixel ``E_c[x]`` and ``E_c[x^2]`` of an NCHW map (``[B, 1, H, W]`` each), accumulated channel by
+    channel into cache-resident sums: ``x.square().mean(1)`` would write and read a full-size square (the
+    C-channel input is the largest tensor of the module), ``torch.var_mean(x, 1)`` is ~4x slower on the CPU.
+    Backward: ``dL/dx = (g_mean + 2 x g_sq) / C`` in one pass."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor):
+        mean = x.new_zeros(x.shape[0], 1, *x.shape[2:])
+        square = torch.zeros_like(mean)
+        for c in range(x.shape[1]):
+            channel = x[:, c:c + 1]
+            mean.add_(channel)
+            square.addcmul_(channel, channel)
+        ctx.save_for_backward(x)
+        return mean.div_(x.shape[1]), square.div_(x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad_mean: Tensor, grad_square: Tensor):
+        x, = ctx.saved_tensors
+        channels = x.shape[1]
+        return torch.addcmul(grad_mean / channels, x, grad_square, value=2.0 / channels)
+
+
+def _candidate_rows(coarse: Tensor, row: int, cells: int, width: int) -> Tensor:
+    """``[cells, 3, E]`` view of the flat padded coarse grid: for cell ``n`` the 3 candidates of the offset row
+    ``dy = row - 1`` (``dx = -1, 0, 1``), flat rows ``n + row * width + (0, 1, 2)``. Consecutive cells overlap
+    (a strided view, no copy; ``bmm`` reads it as is)."""
+    e = coarse.shape[-1]
+    return coarse.as_strided((cells, 3, e), (e, e, 1), coarse.storage_offset() + row * width * e)
+
+
+class _LocalCorrelation(torch.autograd.Function):
+    """``s[n, p, k] = <f[n, p], c[n + o_k]>`` on a flat grid of padded width: the 3x3 local correlation of
+    the 4 fine pixels of window ``n`` with their 9 candidate cells, as 3 batched ``[4, E] x [E, 3]`` products
+    (one per candidate row) that read the candidates through overlapping strided views, so neither the 9x
+    candidate tensor of the unfold form nor a 9x elementwise product is ever made. Backward: 3 + 3 batched
+    products and 9 shifted row additions.
+
+    Layout: ``fine`` ``[R W', 4, E]`` and ``coarse`` ``[R W', E]`` (flattened ``[B, R, W', ...]`` grids of width
+    ``W' = Wc + 2``); the coarse grid holds cell ``(a, b)`` at ``(a + 1, b + 1)`` with zeros around it, window
+    ``(a, b)`` of the fine grid sits at ``(a, b)``. Only the first ``cells`` windows are computed (the caller
+    leaves enough zero rows after the last map for the candidate views).
+    """
+
+    @staticmethod
+    def forward(ctx, fine: Tensor, coarse: Tensor, cells: int, width: int) -> Tensor:
+        ctx.save_for_backward(fine, coarse)
+        ctx.cells, ctx.width = cells, width
+        f = fine[:cells]
+        return torch.cat([torch.bmm(f, _candidate_rows(coarse, row, cells, width).transpose(1, 2))
+                          for row in range(3)], dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        fine, coarse = ctx.saved_tensors
+        cells, width = ctx.cells, ctx.width
+        rows = [grad[..., 3 * row:3 * row + 3] for row in range(3)]  # [cells, 4, 3] per candidate row
+        grad_fine = grad_coarse = None
+        if ctx.needs_input_grad[0]:
+            grad_fine = torch.zeros_like(fine)
+            for row in range(3):
+                grad_fine[:cells].baddbmm_(rows[row], _candidate_rows(coarse, row, cells, width))
+        if ctx.needs_input_grad[1]:
+            grad_coarse = torch.zeros_like(coarse)
+            for row in range(3):
+                per_candidate = torch.bmm(rows[row].transpose(1, 2), fine[:cells])  # [cells, 3, E]
+                for dx in range(3):
+                    start = row * width + dx
+                    grad_coarse[start:start + cells].add_(per_candidate[:, dx])
+        return grad_fine, grad_coarse, None, None
 
 
 @register_module(MODELS)
@@ -119,24 +193,24 @@ class HCClustering(BaseModule, ClusterRecorder):
 
     @staticmethod
     def _embed(x: Tensor, norm: nn.LayerNorm, proj: nn.Conv2d) -> Tensor:
-        """``normalize(W LN(x))`` per pixel, ``[B, C, H, W] -> [B, E, H, W]``, without a normalised copy of x.
+        """``normalize(W LN(x))`` per pixel, ``[B, C, H, W] -> [B, E, H, W]`` (a view of a channels-last
+        tensor), without a normalised or channels-last copy of x.
 
         With ``LN(x) = (x - mu) / sigma * g + b`` (per-pixel mean / std over channels) and ``W' = W diag(g)``:
-        ``W LN(x) = (W' x - (W' 1) mu) / sigma + W b``: one 1x1-conv GEMM on the raw NCHW map plus per-pixel
-        statistics, so neither a channels-last copy nor a normalised copy of the C-channel input is made or
-        kept for the backward (only the E-channel result is permuted later).
+        ``W LN(x) = (W' x - (W' 1) mu) / sigma + W b``: one GEMM on the raw NCHW map (read transposed, written
+        channels last) plus per-pixel statistics, so neither a channels-last copy nor a normalised copy of the
+        C-channel input is made or kept for the backward.
         """
-        w = proj.weight.flatten(1)  # [E, C]
-        w_g = w * norm.weight  # W' = W diag(g)
-        # per-pixel channel statistics as E[x] and E[x^2] (torch.var_mean over dim 1 of NCHW is ~4x slower on
-        # CPU); float32 error vs LN in float64: 2e-7 (zero-mean), 2e-6 / 1.5e-5 / 1.4e-4 for a DC offset of
-        # 10 / 100 / 1000 channel std (unit embeddings)
-        mean = x.mean(1, keepdim=True)  # [B, 1, H, W]
-        var = (x.square().mean(1, keepdim=True) - mean.square()).clamp_min(0)
-        y = F.conv2d(x, w_g[:, :, None, None])
-        y = (y - w_g.sum(1).view(1, -1, 1, 1) * mean) * torch.rsqrt(var + norm.eps)
-        y = y + (w @ norm.bias).view(1, -1, 1, 1)
-        return F.normalize(y, dim=1)
+        b, c, h, w = x.shape
+        weight = proj.weight.flatten(1)  # [E, C]
+        w_g = weight * norm.weight  # W' = W diag(g)
+        # E[x] and E[x^2] (float32 error vs LN in float64: 2e-7 for zero-mean inputs, 2e-6 / 1.5e-5 / 1.4e-4 for
+        # a DC offset of 10 / 100 / 1000 channel std, unit embeddings)
+        mean, square = _ChannelMoments.apply(x)
+        rstd = torch.rsqrt((square - mean.square()).clamp_min(0) + norm.eps).view(b, h * w, 1)
+        y = torch.bmm(x.view(b, c, h * w).transpose(1, 2), w_g.t().expand(b, c, -1))  # [B, HW, E]
+        y = torch.addcmul(weight @ norm.bias, torch.addcmul(y, mean.view(b, h * w, 1), w_g.sum(1), value=-1), rstd)
+        return F.normalize(y, dim=-1).view(b, h, w, -1).permute(0, 3, 1, 2)
 
     def similarity(self, fine: Tensor, coarse: Tensor) -> Tensor:
         """Cosine similarities ``s_kp`` in window-major layout ``[B, Hc, Wc, 4, 9]`` (window pixel
@@ -144,16 +218,19 @@ class HCClustering(BaseModule, ClusterRecorder):
         self._check(fine, coarse)
         b, _, h, w = fine.shape
         hc, wc = coarse.shape[-2:]
-        e = self.embed_dims
-        f = self._embed(fine, self.fine_norm, self.fine_emb)  # [B, E, H, W]
+        rows, width = hc + 3, wc + 2  # flat grids (see _LocalCorrelation): 1 zero row above, 2 below
+        f = self._embed(fine, self.fine_norm, self.fine_emb).permute(0, 2, 3, 1)  # [B, H, W, E], contiguous
         if (2 * hc, 2 * wc) != (h, w):  # odd size: pad the last row / column (cropped from the output)
-            f = F.pad(f, (0, 2 * wc - w, 0, 2 * hc - h))
-        # [B, E, Hc, 2, Wc, 2] -> [B, Hc, Wc, 2, 2, E] -> [B, Hc, Wc, 4, E]: one copy of the embedding
-        f = f.view(b, e, hc, 2, wc, 2).permute(0, 2, 4, 3, 5, 1).reshape(b, hc, wc, 4, e)
-        c = self._embed(coarse, self.coarse_norm, self.coarse_emb).permute(0, 2, 3, 1)
-        c = F.pad(c, (0, 0, 1, 1, 1, 1))  # zero candidates outside the map
-        sims = [(f * c[:, 1 + dy:1 + dy + hc, 1 + dx:1 + dx + wc, None, :]).sum(-1) for dy, dx in HC_OFFSETS]
-        return torch.stack(sims, dim=-1)
+            f = F.pad(f, (0, 0, 0, 2 * wc - w, 0, 2 * hc - h))
+        # [B, Hc, 2, Wc, 2, E] -> [B, Hc, Wc, 2, 2, E], padded to the [B, rows, width] grid: one copy
+        f = F.pad(f.view(b, hc, 2, wc, 2, -1).permute(0, 1, 3, 2, 4, 5), (0, 0, 0, 0, 0, 0, 0, 2, 0, 3))
+        c = F.pad(self._embed(coarse, self.coarse_norm, self.coarse_emb).permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 2))
+        e = c.shape[-1]
+        cells = (b - 1) * rows * width + hc * width  # up to the last map's last window row
+        sims = _LocalCorrelation.apply(f.reshape(b * rows * width, 4, e), c.reshape(b * rows * width, e), cells,
+                                       width)
+        sims = F.pad(sims, (0, 0, 0, 0, 0, b * rows * width - cells)).view(b, rows, width, 4, NUM_CANDIDATES)
+        return sims[:, :hc, :wc]
 
     def forward(self, fine: Tensor, coarse: Tensor) -> Tensor:
         """Soft assignment ``A`` (``[B, 9, H, W]``) of ``fine`` (``[B, C_f, H, W]``) onto ``coarse``
