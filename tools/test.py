@@ -10,6 +10,7 @@ import os.path as osp
 from mmengine.config import Config
 
 import mmcluster  # noqa: F401  (compat fixes + registration)
+from mmcluster.engine import add_checkpoint_hooks
 from mmcluster.utils import build_runner, parse_runner_args, runner_config, runner_parser
 
 
@@ -38,6 +39,7 @@ def enable_drawing(cfg: Config, show_dir: str) -> None:
 def build_config(args: argparse.Namespace) -> Config:
     cfg = runner_config(args)
     cfg.load_from = args.checkpoint
+    add_checkpoint_hooks(cfg, train=False)  # a checkpoint that matches nothing is an error, not random weights
     if args.show_dir:
         enable_drawing(cfg, args.show_dir)
     if args.out:

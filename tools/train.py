@@ -12,6 +12,7 @@ import argparse
 from mmengine.config import Config
 
 import mmcluster  # noqa: F401  (compat fixes + registration, also for configs without custom_imports)
+from mmcluster.engine import add_checkpoint_hooks
 from mmcluster.utils import build_runner, parse_runner_args, runner_config, runner_parser
 
 
@@ -30,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     cfg = runner_config(args)
+    add_checkpoint_hooks(cfg)  # strict resume, exact resume (torch RNG state), no load_from that loads nothing
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
