@@ -25,7 +25,7 @@ token mixer handles maps that its fold does not divide with uneven regions (see
 official computation.
 """
 import os.path as osp
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -64,9 +64,23 @@ class ClusterMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-        return x.permute(0, 3, 1, 2)
+        return self.forward_tokens(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Channels-last input ``[..., C]`` -> ``[..., C]``."""
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def group_norm_tokens(norm: nn.GroupNorm, tokens: torch.Tensor) -> torch.Tensor:
+    """``GroupNorm(1, C)`` of channels-last points ``[B, N, C]`` in any point order, without a copy.
+
+    The points are viewed as a channels-last ``[B, C, N, 1]`` map, for which PyTorch's group norm has a native
+    channels-last kernel (forward and backward); one group normalises over all points and channels, so the
+    order of the points does not matter.
+    """
+    B, N, C = tokens.shape
+    out = norm(tokens.view(B, N, 1, C).permute(0, 3, 1, 2))
+    return out.permute(0, 2, 3, 1).reshape(B, N, C)
 
 
 class ClusterBlock(nn.Module):
@@ -93,6 +107,14 @@ class ClusterBlock(nn.Module):
         x = x + self.drop_path(self.layer_scale_1[:, None, None] * self.token_mixer(self.norm1(x)))
         x = x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
         return x
+
+    def forward_tokens(self, x: torch.Tensor, hw: Tuple[int, int], region_order: bool) -> torch.Tensor:
+        """The same block on channels-last points ``[B, N, C]`` (token mixers with ``forward_tokens`` only):
+        no layout change between the norms, the mixer's projections and the MLP (see
+        :meth:`ContextCluster.forward`)."""
+        y = self.token_mixer.forward_tokens(group_norm_tokens(self.norm1, x), hw, region_order)
+        x = x + self.drop_path(self.layer_scale_1 * y)
+        return x + self.drop_path(self.layer_scale_2 * self.mlp.forward_tokens(group_norm_tokens(self.norm2, x)))
 
 
 class PointStageBackbone(BaseBackbone):
@@ -159,10 +181,14 @@ class PointStageBackbone(BaseBackbone):
         for i in range(4):
             if i > 0:
                 x = self.network[2 * i - 1](x)
-            x = self.network[2 * i](x)
+            x = self.stage(i, x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{2 * i}')(x))
+                outs.append(getattr(self, f'norm{2 * i}')(x).contiguous())
         return tuple(outs)
+
+    def stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """The blocks of stage ``i`` on the map ``x [B, C, H, W]``."""
+        return self.network[2 * i](x)
 
 
 @register_module(MODELS)
@@ -340,6 +366,32 @@ class ContextCluster(PointStageBackbone):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor):
+        """:meth:`PointStageBackbone.forward`, with the blocks of a stage on channels-last points (:meth:`stage`).
+
+        Every linear map of a block (the mixer's ``f``, ``v``, ``proj``, the MLP) acts on channels, so a stage
+        keeps its points as ``[B, N, C]`` from the reducer's output to the stage's end, and when the stage's
+        regions are equal (any size divisible by the fold) in the mixer's region order: one gather and one
+        scatter per stage instead of per block, and no NCHW <-> channels-last copies around the MLP. Uneven
+        regions have invalid slots, whose padding would enter the group norms; those stages keep the map
+        order (the mixer gathers and scatters per block).
+        """
         if self.check_finite and not torch.isfinite(x).all():
             raise ValueError('ContextCluster input contains NaN or Inf')
         return super().forward(x)
+
+    def stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``i``'s blocks on channels-last points; ``x [B, C, H, W]`` in and out (the output is a
+        channels-last view, which the reducer's convolution and the output norm take as they are)."""
+        blocks = self.network[2 * i]
+        if len(blocks) == 0:
+            return x
+        B, C, H, W = x.shape
+        tokens = x.flatten(2).transpose(1, 2)  # [B, N, C]
+        gather, scatter, valid, _, (fh, fw), L = blocks[0].token_mixer.region_layout((H, W), x.device)
+        region_order = valid is None and not (fh * fw == 1 and L == H * W)
+        tokens = tokens[:, gather] if region_order else tokens.contiguous()
+        for block in blocks:
+            tokens = block.forward_tokens(tokens, (H, W), region_order)
+        if region_order:
+            tokens = tokens[:, scatter]
+        return tokens.transpose(1, 2).reshape(B, C, H, W)

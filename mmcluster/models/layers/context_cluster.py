@@ -191,21 +191,39 @@ class ContextClusterLayer(nn.Module, ClusterRecorder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, C, H, W]`` -> ``[B, C, H, W]``."""
+        B, C, H, W = x.shape
+        out = self.forward_tokens(x.flatten(2).transpose(1, 2), (H, W))
+        return out.transpose(1, 2).reshape(B, C, H, W)
+
+    def region_layout(self, hw: Tuple[int, int], device: torch.device):
+        """The cached region layout of an ``h x w`` map (see :func:`_layout`)."""
+        return _layout(hw[0], hw[1], self.fold, self.proposal, device)
+
+    def forward_tokens(self, tokens: torch.Tensor, hw: Tuple[int, int], region_order: bool = False) -> torch.Tensor:
+        """Channels-last points ``[B, H*W, C]`` -> ``[B, H*W, C]`` (what the backbone's blocks use).
+
+        Args:
+            tokens: the map's points, row-major (``region_order=False``), or already gathered into the region
+                layout ``[B, R*L, C]`` of :meth:`region_layout` (``region_order=True``; only for layouts
+                without invalid slots, i.e. ``valid is None``), so that a stage gathers once for all its blocks.
+            hw: the map size ``(H, W)``.
+            region_order: whether ``tokens`` (and then the output) are in the region layout.
+        """
         if self.norm_by not in NORM_BY:  # the attribute is set from checkpoints' meta; fail loudly
             raise ValueError(f'norm_by must be one of {NORM_BY}, got {self.norm_by!r}')
-        B, C, H, W = x.shape
+        B, _, C = tokens.shape
+        H, W = hw
         E, d = self.heads, self.head_dim
-        gather, scatter, valid, pool, (fh, fw), L = _layout(H, W, self.fold, self.proposal, x.device)
+        gather, scatter, valid, pool, (fh, fw), L = self.region_layout(hw, tokens.device)
         R = fh * fw
         M = pool.shape[1]
-        N = H * W
-        regions = not (R == 1 and L == N)  # False: one region, the gather is the identity
+        regions = not (R == 1 and L == H * W)  # False: one region, the gather is the identity
+        if region_order and valid is not None:
+            raise ValueError('region_order=True needs a layout without invalid slots (equal regions)')
 
-        # channels-last points, gathered into the region layout [B, R*L, C] (gathering C channels is
-        # cheaper than gathering the 2*E*d projected ones); f and v as one linear map
-        pts = x.flatten(2).transpose(1, 2)
-        if regions:
-            pts = pts[:, gather]
+        # gathered into the region layout [B, R*L, C] (gathering C channels is cheaper than gathering the
+        # 2*E*d projected ones); f and v as one linear map
+        pts = tokens[:, gather] if regions and not region_order else tokens
         w_fv = torch.cat([self.f.weight, self.v.weight]).flatten(1)
         b_fv = torch.cat([self.f.bias, self.v.bias])
         fv = F.linear(pts, w_fv, b_fv)  # [B, R*L, 2*E*d], channels (f|v, head, d)
@@ -217,8 +235,10 @@ class ContextClusterLayer(nn.Module, ClusterRecorder):
 
         cos = torch.bmm(F.normalize(xf, dim=-1), F.normalize(cf, dim=-1).transpose(1, 2))  # [b, L, M]
         sim = torch.sigmoid(self.sim_beta + self.sim_alpha * cos)
-        idx = sim.argmax(dim=-1)  # [b, L]; ties -> lowest centre index
-        mask = F.one_hot(idx, M).to(sim.dtype)  # a: [b, L, M]
+        idx = sim.argmax(dim=-1, keepdim=True)  # [b, L, 1]; ties -> lowest centre index
+        # a: [b, L, M] by a scatter (F.one_hot validates the indices: a min / max and a host sync per call)
+        mask = torch.zeros_like(sim).scatter_(-1, idx, 1.0)
+        idx = idx.squeeze(-1)
         if valid is not None:  # slots beyond a smaller region's size: out of every sum
             mask = (mask.view(B * E, R, L, M) * valid[:, :, None].to(mask.dtype)).view(B * E * R, L, M)
         s_hat = sim * mask
@@ -226,12 +246,11 @@ class ContextClusterLayer(nn.Module, ClusterRecorder):
         g = (torch.bmm(s_hat.transpose(1, 2), val) + cv) / (1.0 + denom.sum(dim=1).unsqueeze(-1))  # [b, M, d]
         y = torch.bmm(s_hat, g)  # [b, L, d]
 
-        # merge heads -> [B, R*L, E*d], FC, back to the map
+        # merge heads -> [B, R*L, E*d], FC
         y = y.view(B, E, R * L, d).transpose(1, 2).reshape(B, R * L, E * d)
         out = F.linear(y, self.proj.weight.flatten(1), self.proj.bias)  # [B, R*L, C]
-        if regions:
+        if regions and not region_order:
             out = out[:, scatter]
-        out = out.transpose(1, 2).reshape(B, C, H, W)
 
         if self.is_recording_clusters:
             with torch.no_grad():
