@@ -392,6 +392,47 @@ def result_record(run: ProtocolRun, result: ToyRun, mode: str) -> Dict[str, Any]
                for r in result.val_curve])
 
 
+def _fmt(value) -> str:
+    return '-' if value is None else f'{value:.1f}'
+
+
+def summarize(out: PathLike) -> str:
+    """Read every ``<out>/*.json`` record; write ``<out>/curves.csv`` (one row per validation) and
+    ``<out>/summary.md`` (one row per model: final metrics, iterations, targets); return the markdown."""
+    import csv
+    import json
+    out = Path(out)
+    records = [json.loads(p.read_text()) for p in sorted(out.glob('*.json'))]
+    order = {task: i for i, task in enumerate(TASKS)}
+    records.sort(key=lambda r: (order.get(r['task'], 99), not r['is_baseline'], r['model']))
+    with open(out / 'curves.csv', 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['key', 'task', 'model', 'is_baseline', 'iter', 'train_cpu_s', 'val_cpu_s', 'wall_s',
+                         'metric', 'value'])
+        for r in records:
+            for point in r['curve']:
+                for metric in TASK_METRICS[r['task']]:
+                    if metric in point:
+                        writer.writerow([r['key'], r['task'], r['model'], int(r['is_baseline']), point['iter'],
+                                         point['train_s'], point['val_s'], point.get('wall_s'), metric,
+                                         point[metric]])
+    lines = ['| task | model | metrics (final) | curve: primary metric at CPU-minutes | iterations | wall min | '
+             'target |', '|---|---|---|---|---|---|---|']
+    for r in records:
+        metrics = ', '.join(f'{k.split("/")[-1]} {_fmt(v)}' for k, v in r['metrics'].items())
+        primary = TASK_METRICS[r['task']][0]
+        curve = ' → '.join(f'{_fmt(p.get(primary))} @{p["train_s"] / 60:.1f}' for p in r['curve'])
+        targets = r.get('targets') or {}
+        reached = ', '.join(f'{k.split("/")[-1]} ≥ {v:g}: {"yes" if (r["metrics"].get(k) or 0) >= v else "no"}'
+                            for k, v in targets.items())
+        name = f'**{r["model"]}**' if r['is_baseline'] else r['model']
+        lines.append(f'| {r["task"]} | {name} | {metrics} | {curve} | {r["iters"]} | {r["wall_s"] / 60:.0f} | '
+                     f'{reached or "-"} |')
+    text = '\n'.join(lines) + '\n'
+    (out / 'summary.md').write_text(text)
+    return text
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """``python -m mmcluster.benchmark.protocol [--mode full] [--only KEY ...] [--out DIR]``: train the selected
     runs one after the other, write ``<out>/<key>.json`` (:func:`result_record`) after each."""
@@ -404,7 +445,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--baselines-only', action='store_true')
     parser.add_argument('--work-dir', default=str(REPO / 'work_dirs' / 'protocol'))
     parser.add_argument('--out', default=str(REPO / 'docs' / 'benchmark' / 'protocol'))
+    parser.add_argument('--summarize', action='store_true',
+                        help='only (re)write <out>/summary.md and <out>/curves.csv from the JSON records')
     args = parser.parse_args(argv)
+    if args.summarize:
+        print(summarize(args.out))
+        return
     runs = [r for r in protocol_runs(args.mode) if (not args.only or any(o in r.key for o in args.only))
             and (r.is_baseline or not args.baselines_only)]
     if not runs:
@@ -418,6 +464,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         record = result_record(run, result, args.mode)
         (out / f'{run.key}.json').write_text(json.dumps(record, indent=1) + '\n')
         print(f'[protocol] {run.key}: {result.iters} iterations, {record["metrics"]}', flush=True)
+    summarize(out)
 
 
 if __name__ == '__main__':
@@ -426,4 +473,5 @@ if __name__ == '__main__':
 
 __all__ = ['MODES', 'TASKS', 'FAMILIES', 'TASK_METRICS', 'TARGETS', 'DATA', 'SCHEDULES', 'PANOPTIC_TEST_CFG',
            'TaskSchedule', 'ProtocolRun', 'protocol_runs', 'budget_minutes', 'val_every_minutes', 'input_size',
-           'default_data_root', 'prepare_data', 'apply_protocol', 'protocol_config', 'run_protocol']
+           'default_data_root', 'prepare_data', 'apply_protocol', 'protocol_config', 'run_protocol', 'result_record',
+           'summarize']
