@@ -181,6 +181,16 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
         if pos is not None:
             c = c + pos
         b, E, M, dv = c.shape
+        if self.share_q and self.raw_reshape:
+            # the code's channel-first state [d, M] (c is its transpose) -> W_Q state + b, read raw as [M, d]:
+            # computed in that layout directly, so neither the state nor the queries are transposed in memory
+            state = c.transpose(-1, -2).reshape(b * E, dv, M)
+            weight = self.q_proj.weight.expand(b * E, -1, -1)  # one batched GEMM, the weight not copied
+            if self.q_proj.bias is None:
+                q = torch.bmm(weight, state)
+            else:
+                q = torch.baddbmm(self.q_proj.bias[:, None].expand(b * E, -1, M), weight, state)
+            return q.view(b, E, M, -1)  # [dq, M] memory read as [M, dq]
         if self.share_q:
             q = self.q_proj(c)
         else:

@@ -55,8 +55,15 @@ NORM_BY = ('mask', 'sim')
 
 
 def cosine_similarity(centres: Tensor, x: Tensor) -> Tensor:
-    """``[b, K, d]``, ``[b, N, d]`` -> ``[b, K, N]`` (eps-normalised, as ``F.normalize``)."""
-    return torch.matmul(F.normalize(centres, dim=-1), F.normalize(x, dim=-1).transpose(-1, -2))
+    """``[b, K, d]``, ``[b, N, d]`` -> ``[b, K, N]`` (eps-normalised, as ``F.normalize``).
+
+    The product of the raw vectors divided by both norms: only the ``[b, K, N]`` result is divided, no
+    normalised copy of the centres or tokens is made (the released layers have 100 centres of 4 tokens).
+    """
+    eps = 1e-12  # F.normalize's
+    norm_c = torch.linalg.vector_norm(centres, dim=-1, keepdim=True).clamp_min(eps)  # [b, K, 1]
+    norm_x = torch.linalg.vector_norm(x, dim=-1).clamp_min(eps)[:, None, :]  # [b, 1, N]
+    return torch.matmul(centres, x.transpose(-1, -2)) / (norm_c * norm_x)
 
 
 class FeatureDispatch(ClusterRecorder, nn.Module):
@@ -153,8 +160,12 @@ class FeatureDispatch(ClusterRecorder, nn.Module):
                 vals = x if values is None else values
                 vcen = centres if value_centres is None else value_centres
                 denom = mask if self.norm_by == 'mask' else s_hat
-                g = (torch.matmul(s_hat, vals) + vcen) / (denom.sum(dim=-1, keepdim=True) + 1.0)  # [b, K, dv]
-                out = torch.matmul(s_hat.transpose(1, 2), g)  # [b, N, dv]
+                weights = s_hat / (denom.sum(dim=-1, keepdim=True) + 1.0)  # S^_kn / (1 + sum_n a_kn)
+                if x.shape[1] < K:  # y = (W^T S^) V + W^T v^c: no [b, K, dv] intermediate when N < K
+                    out = torch.matmul(torch.matmul(weights.transpose(1, 2), s_hat), vals)
+                    out = out + torch.matmul(weights.transpose(1, 2), vcen)  # [b, N, dv]
+                else:  # y = W^T (S^ V + v^c)
+                    out = torch.matmul(weights.transpose(1, 2), torch.matmul(s_hat, vals) + vcen)
         if spatial_shape is not None and self.is_recording_clusters:
             rec = assign if to_grid is None else to_grid(assign)
             self.record_clusters(rec, spatial_shape, K, kind=kind, meta=dict(record_meta or {}))

@@ -188,15 +188,18 @@ class ClusterFormerMixer(ClusterRecorder, nn.Module):
         M = self.num_centers[0] * self.num_centers[1]
         keys = km.reshape(b, h * w, d)  # raw: [d, h, w] memory read as [h w, d]
         vals = vm.reshape(b, h * w, d)
-        c0 = F.adaptive_avg_pool2d(xm, self.num_centers).reshape(b, d, M).transpose(1, 2)
-        vcen = F.adaptive_avg_pool2d(vm, self.num_centers).reshape(b, M, d)  # raw
+        # adaptive average pooling as one GEMM with its [M, h w] weights (the CPU kernel of
+        # F.adaptive_avg_pool2d is slow when it upsamples, as the released 10 x 10 centres of 2 x 2 windows do)
+        pool = _layout(h, w, (1, 1), self.num_centers, x.device)[3][0].to(x.dtype).t()  # [h w, M]
+        c0 = torch.matmul(xm.reshape(b, d, h * w), pool).transpose(1, 2)  # state [d, M] -> centres [M, d]
+        vcen = torch.matmul(vm.reshape(b, d, h * w), pool).reshape(b, M, d)  # raw
 
         def to_grid(t: Tensor, tail: int) -> Tensor:  # raw memory order of the tokens, per head
             return t.reshape(B, E, H * W, *t.shape[t.dim() - tail:])
 
         meta = dict(raw_layout=True, windows=b // (B * E))
         c = self.clustering.cluster(c0[:, None], keys[:, None], vals[:, None], spatial_shape=(H, W),
-                                    to_grid=lambda t: to_grid(t, 1), record_meta=meta)[:, 0]
+                                    to_grid=lambda t: to_grid(t, 1), record_meta=meta).squeeze(1)  # a view: no zero-filled gradient
         xs = xm.reshape(b, d, h * w).transpose(1, 2)
         y = self.dispatch(xs, c, vals, vcen, spatial_shape=(H, W), to_grid=lambda t: to_grid(t, 0),
                           record_meta=meta)
