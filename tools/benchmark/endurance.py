@@ -105,7 +105,7 @@ def run_model(name: str, iters: int, warmup: int, seed: int = 0) -> Dict:
         size = tuple(int(v) for v in torch.randint(lo, hi + 1, (2, ), generator=gen))
         sizes.add(size)
         log_vars = model.train_step(_batch(task, size, batch, classes, gen), optim_wrapper)
-        losses.append(float(log_vars['loss']))
+        losses.append(float(torch.as_tensor(log_vars['loss']).detach()))
         rss.append(rss_mib())
     return dict(model=name, config=config, iters=iters, warmup=warmup, sizes=len(sizes), rss=rss, losses=losses)
 
