@@ -59,7 +59,7 @@ from .kmax_attention import LOW_PRECISION, KMaXAttention
 from .kmax_conv_bn import KMAX_NORM_CFG, KMaXConvBN, build_kmax_norm, trunc_normal_tf_
 from .kmax_predictor import KMaXPredictor
 
-__all__ = ['KMeansCrossAttentionLayer', 'DropPath', 'kmax_resize', 'coordinate_grid', 'kmeans_update', 'cluster_argmax']
+__all__ = ['KMeansCrossAttentionLayer', 'DropPath', 'kmax_resize', 'coordinate_grid', 'kmeans_update', 'kmeans_assignment']
 
 ASSIGNMENTS = ('argmax', 'softmax')
 SELF_ATTN_INPUTS = ('pre_kmeans', 'post_kmeans')
@@ -96,23 +96,6 @@ def coordinate_grid(h: int, w: int, like: Tensor) -> Tensor:
     return torch.stack([gx, gy])
 
 
-def cluster_argmax(logits: Tensor) -> Tensor:
-    """``logits.argmax(dim=1)`` for ``[B, L, N]`` logits: the first of the largest over the ``L`` clusters.
-
-    Same indices as ``torch.argmax`` (ties: the lowest cluster index), 5-10x faster on the CPU for this layout:
-    ``torch.argmax`` over a non-innermost dimension of a contiguous tensor runs a scalar loop, while ``amax`` is
-    vectorised; the index is then the first ``l`` with ``logits[:, l] == max``, found by assigning the cluster
-    indices from the last to the first (each a masked fill over ``N``). NaN logits give index 0.
-    """
-    if logits.dim() != 3:
-        raise ValueError(f'logits must be [B, L, N], got {tuple(logits.shape)}')
-    hit = logits == logits.amax(dim=1, keepdim=True)  # [B, L, N]
-    index = torch.zeros(logits.shape[0], logits.shape[2], dtype=torch.long, device=logits.device)
-    for cluster in range(logits.shape[1] - 1, 0, -1):
-        index.masked_fill_(hit[:, cluster], cluster)
-    return index
-
-
 class _ClusterSum(torch.autograd.Function):
     """``U[b, :, l] = sum_{m: index[b, m] = l} V[b, :, m]``: the M-step ``A V^T`` of a one-hot ``A`` as a
     segment sum (``scatter_add_``, ``O(D N)``) instead of the dense ``[D, N] x [N, L]`` product (``O(D N L)``);
@@ -131,6 +114,13 @@ class _ClusterSum(torch.autograd.Function):
         return torch.gather(grad, 2, expanded), None, None
 
 
+def kmeans_assignment(mask_logits: Tensor) -> Tensor:
+    """E-step index ``[B, HW]``: the cluster of the largest logit of each pixel (ties: the first, as the
+    official ``max(1)``), no gradient."""
+    with torch.no_grad():
+        return mask_logits.detach().flatten(2).max(dim=1).indices
+
+
 def kmeans_update(mask_logits: Tensor, pixel_value: Tensor, index: Optional[Tensor] = None) -> Tensor:
     """kMaX-DeepLab's k-means cross-attention (paper Sec. 3): hard E-step + M-step, ``[B, D, L]``.
 
@@ -142,11 +132,16 @@ def kmeans_update(mask_logits: Tensor, pixel_value: Tensor, index: Optional[Tens
     Args:
         mask_logits: ``Z`` ``[B, L, H, W]`` (or ``[B, L, HW]``); not differentiated.
         pixel_value: ``V`` ``[B, D, HW]``.
-        index: the E-step's cluster index ``[B, HW]`` when already computed (:func:`cluster_argmax`).
+        index: the E-step's cluster index ``[B, HW]`` when already computed (:func:`kmeans_assignment`).
     """
     if index is None:
-        index = cluster_argmax(mask_logits.detach().flatten(2))
-    return _ClusterSum.apply(pixel_value, index, mask_logits.shape[1])
+        index = kmeans_assignment(mask_logits)
+    num_clusters = mask_logits.shape[1]
+    if pixel_value.device.type != 'cpu':  # accelerators: the dense product is fast and, unlike a scatter-add
+        # with atomics on CUDA, deterministic
+        onehot = F.one_hot(index, num_clusters).to(pixel_value.dtype)  # [B, HW, L]
+        return torch.bmm(pixel_value, onehot)
+    return _ClusterSum.apply(pixel_value, index, num_clusters)
 
 
 class KMeansCrossAttentionLayer(nn.Module, ClusterRecorder):
@@ -234,17 +229,14 @@ class KMeansCrossAttentionLayer(nn.Module, ClusterRecorder):
             nn.init.zeros_(self.query_coord_proj.weight)
 
     def _e_step(self, mask_logits: Tensor, prev_mask_logits: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        """Assignment ``A [B, L, HW]`` and the logits it came from (after the residual path)."""
+        """Assignment and the logits it came from (after the residual path). The assignment is the cluster
+        index ``[B, HW]`` for ``'argmax'`` (the one-hot ``A`` is never made, see :func:`kmeans_update`) and
+        ``A = softmax_l(Z)`` ``[B, L, HW]`` for ``'softmax'``."""
         if self.mask_residual and prev_mask_logits is not None:
             mask_logits = mask_logits + kmax_resize(prev_mask_logits, mask_logits.shape[-2:])
-        logits = mask_logits.flatten(2)
         if self.assignment == 'argmax':
-            with torch.no_grad():
-                index = logits.detach().argmax(dim=1, keepdim=True)
-                assign = torch.zeros_like(logits).scatter_(1, index, 1.0)
-        else:
-            assign = logits.softmax(dim=1)
-        return assign, mask_logits
+            return kmeans_assignment(mask_logits), mask_logits
+        return mask_logits.flatten(2).softmax(dim=1), mask_logits
 
     def forward(self, pixel_feature: Tensor, query_feature: Tensor,
                 prev_mask_logits: Optional[Tensor] = None) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -276,11 +268,14 @@ class KMeansCrossAttentionLayer(nn.Module, ClusterRecorder):
                                     pixel_feature=pixel_space)
         assign, mask_logits = self._e_step(prediction['mask_logits'], prev_mask_logits)
         prediction['mask_logits'] = mask_logits
-        self._record(assign, h, w)
+        self._record(assign, mask_logits.shape[1], h, w)
 
         # M-step in float32 under AMP (sums over many pixels).
         dtype = torch.float32 if pixel_value.dtype in LOW_PRECISION else pixel_value.dtype
-        update = torch.einsum('blm,bdm->bdl', assign.to(dtype), pixel_value.to(dtype))
+        if self.assignment == 'argmax':  # the sum of each cluster's pixel values (segment sum)
+            update = kmeans_update(mask_logits, pixel_value.to(dtype), index=assign)
+        else:
+            update = torch.einsum('blm,bdm->bdl', assign.to(dtype), pixel_value.to(dtype))
         if self.cross_attention_term:
             spatial = mask_logits.flatten(2).to(dtype).softmax(dim=-1)
             update = update + torch.einsum('blm,bdm->bdl', spatial, pixel_value.to(dtype))
@@ -308,11 +303,10 @@ class KMeansCrossAttentionLayer(nn.Module, ClusterRecorder):
         centroid = torch.einsum('blp,cp->blc', ref, xy) / ref.sum(-1, keepdim=True).clamp(min=1e-6)
         return self.query_coord_proj(centroid).transpose(1, 2)
 
-    def _record(self, assign: Tensor, h: int, w: int) -> None:
+    def _record(self, assign: Tensor, num: int, h: int, w: int) -> None:
         if not self.is_recording_clusters:
             return
-        num = assign.shape[1]
-        if self.assignment == 'argmax':
-            self.record_clusters(assign.argmax(dim=1), (h, w), num, kind='hard', step=self.layer_index)
+        if self.assignment == 'argmax':  # assign: the cluster index [B, HW]
+            self.record_clusters(assign, (h, w), num, kind='hard', step=self.layer_index)
         else:
             self.record_clusters(assign.transpose(1, 2), (h, w), num, kind='soft', step=self.layer_index)
