@@ -148,10 +148,10 @@ class _HCDecode(torch.autograd.Function):
         if ctx.needs_input_grad[0]:  # dL/dU = sum_k shift_k^T (g * A_k); dL/dx = the 2x2 block sums of dL/dU
             grad_x = x.new_empty(x.shape)
             grad_up = _PaddedGrid(x, step, (hc, wc), fine_hw)
-        if ctx.needs_input_grad[1]:  # dL/dA_k = sum_c g * U_k
-            grad_assign = assign.new_zeros(assign.shape)
+        if ctx.needs_input_grad[1]:  # dL/dA_k = sum_c g * U_k: per-channel products accumulated over the blocks,
+            # summed over the block's channels once at the end (one multiply-add per block and candidate)
             up = _PaddedGrid(x, step, (hc, wc), fine_hw)
-            product = grad.new_empty(b, step, *fine_hw)
+            products = grad.new_zeros(NUM_CANDIDATES, b, step, *fine_hw)
         for c0, c1 in blocks:
             g = grad[:, c0:c1]
             if grad_x is not None:
@@ -162,12 +162,12 @@ class _HCDecode(torch.autograd.Function):
                 cells = interior.unflatten(3, (wc, 2)).unflatten(2, (hc, 2))  # [B, n, Hc, 2, Wc, 2]
                 torch.add(cells[:, :, :, 0, :, 0], cells[:, :, :, 0, :, 1], out=grad_x[:, c0:c1])
                 grad_x[:, c0:c1].add_(cells[:, :, :, 1, :, 0]).add_(cells[:, :, :, 1, :, 1])
-            if grad_assign is not None:
+            if ctx.needs_input_grad[1]:
                 shifts = up.upsample(x[:, c0:c1])
-                prod = product[:, :c1 - c0]
                 for k in range(NUM_CANDIDATES):
-                    torch.mul(g, shifts[k], out=prod)
-                    grad_assign[:, k].add_(prod.sum(1))
+                    products[k, :, :c1 - c0].addcmul_(g, shifts[k])
+        if ctx.needs_input_grad[1]:
+            grad_assign = products.sum(2).transpose(0, 1)  # [B, 9, H, W]
         return grad_x, grad_assign
 
 
