@@ -113,8 +113,14 @@ class ClusterBlock(nn.Module):
         no layout change between the norms, the mixer's projections and the MLP (see
         :meth:`ContextCluster.forward`)."""
         y = self.token_mixer.forward_tokens(group_norm_tokens(self.norm1, x), hw, region_order)
-        x = x + self.drop_path(self.layer_scale_1 * y)
-        return x + self.drop_path(self.layer_scale_2 * self.mlp.forward_tokens(group_norm_tokens(self.norm2, x)))
+        x = self._residual(x, self.layer_scale_1, y)
+        return self._residual(x, self.layer_scale_2, self.mlp.forward_tokens(group_norm_tokens(self.norm2, x)))
+
+    def _residual(self, x: torch.Tensor, scale: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``x + DropPath(scale * y)``; one fused ``addcmul`` when no path is dropped (eval, or rate 0)."""
+        if isinstance(self.drop_path, nn.Identity) or not self.training:
+            return torch.addcmul(x, scale, y)
+        return x + self.drop_path(scale * y)
 
 
 class PointStageBackbone(BaseBackbone):

@@ -233,7 +233,10 @@ class ContextClusterLayer(nn.Module, ClusterRecorder):
         xf, val = fv[..., :d], fv[..., d:]
         cf, cv = centres[..., :d], centres[..., d:]
 
-        cos = torch.bmm(F.normalize(xf, dim=-1), F.normalize(cf, dim=-1).transpose(1, 2))  # [b, L, M]
+        # cosine similarity; the points' norms divide the [b, L, M] product instead of normalising the
+        # [b, L, d] points (F.normalize's eps: max(|x|, 1e-12))
+        cos = torch.bmm(xf, F.normalize(cf, dim=-1).transpose(1, 2))  # [b, L, M]
+        cos = cos / torch.linalg.vector_norm(xf, dim=-1, keepdim=True).clamp_min(1e-12)
         sim = torch.sigmoid(self.sim_beta + self.sim_alpha * cos)
         idx = sim.argmax(dim=-1, keepdim=True)  # [b, L, 1]; ties -> lowest centre index
         # a: [b, L, M] by a scatter (F.one_hot validates the indices: a min / max and a host sync per call)

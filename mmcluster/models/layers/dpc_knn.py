@@ -50,8 +50,9 @@ Numerics:
 * ``rho`` and ``gamma`` are compared in log space (``log rho = -mean d^2``, ``log gamma = log rho + log delta``),
   which orders them exactly as the products do but cannot underflow (``exp(-mean d^2)`` is 0 in float32 once
   the mean squared distance exceeds ~100, e.g. with ``dist_scale=False``).
-* Candidate distances come from the fast expansion ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` (one matrix product per
-  block), whose rounding depends on the block shape. Every value that enters a decision is then **recomputed
+* Candidates are ranked by the fast expansion ``|x_j|^2 - 2 x_i.x_j`` (the squared distance less the row's own
+  constant ``|x_i|^2``; one matrix product per block, ``[x_i, 1] . [-2 x_j, |x_j|^2]``), whose rounding depends
+  on the block shape. Every value that enters a decision is then **recomputed
   exactly** as ``sum_c (x_ic - x_jc)^2``: the ``k'`` nearest-neighbour distances of the density, the distances to
   the few nearest denser tokens and the distances to the few nearest centres. These are symmetric and give
   exactly 0 between duplicated tokens, so exact ties (duplicated tokens, mutual nearest neighbours) are broken
@@ -167,6 +168,24 @@ def _sq_dist(xr: torch.Tensor, sqr: torch.Tensor, xs: torch.Tensor, sq: torch.Te
     return d2.clamp_(min=0) if clamp else d2
 
 
+def _rank_operands(xc: torch.Tensor, sq: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, cols)`` ``[B, N, C + 1]`` with ``rows_i . cols_j = |x_j|^2 - 2 x_i.x_j``: row ``i``'s squared
+    distances up to its own constant ``|x_i|^2``, which orders each row exactly as the distances do.
+
+    Candidate selection needs only that order, so one matrix product (``[x_i, 1] . [-2 x_j, |x_j|^2]``) gives a
+    block with no further pass over it (the expansion ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` costs two more passes
+    over the block, which is memory-bound).
+    """
+    rows = torch.cat([xc, torch.ones_like(sq).unsqueeze(-1)], dim=-1)
+    cols = torch.cat([xc * -2.0, sq.unsqueeze(-1)], dim=-1)
+    return rows, cols
+
+
+def _row_ranked_d2(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``[B, R, N']``: squared distances of every row up to a per-row constant (see :func:`_rank_operands`)."""
+    return torch.bmm(rows, cols.transpose(1, 2))
+
+
 def _exact_d2(xr: torch.Tensor, xs: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     """Exact ``sum_c (x_r - x_j)^2`` for rows ``xr [B, R, C]`` and candidates ``cand [B, R, T]`` into ``xs``.
 
@@ -211,9 +230,10 @@ def _scores(x: torch.Tensor, k: int, valid: Optional[torch.Tensor], dist_scale: 
     # pass 1: k' nearest candidates per row from the fast distances, then their exact distances (sorted)
     nn_d2 = torch.empty(B, N, k_keep, device=dev, dtype=dt)
     nn_idx = torch.empty(B, N, k_keep, device=dev, dtype=torch.long)
+    rows_op, cols_op = _rank_operands(xc, sq)
     for r0 in range(0, N, chunk):
         r1 = min(N, r0 + chunk)
-        d2 = _sq_dist(xc[:, r0:r1], sq[:, r0:r1], xc, sq)
+        d2 = _row_ranked_d2(rows_op[:, r0:r1], cols_op)
         ar = torch.arange(r1 - r0, device=dev)
         d2[:, ar, ar + r0] = -inf  # self is always a candidate
         if valid is not None:
@@ -260,7 +280,7 @@ def _scores(x: torch.Tensor, k: int, valid: Optional[torch.Tensor], dist_scale: 
         t = min(_NUM_CENTER_CAND, N)
         for r0 in range(0, num_rows, chunk_b):
             rr = rows[:, r0:r0 + chunk_b]
-            d2 = _sq_dist(_gather_rows(xc, rr), torch.gather(sq, 1, rr), xc, sq)  # [B, r, N]
+            d2 = _row_ranked_d2(_gather_rows(rows_op, rr), cols_op)  # [B, r, N]
             d2.masked_fill_(rank.unsqueeze(1) >= torch.gather(rank, 1, rr).unsqueeze(2), inf)
             fast, cand = torch.topk(d2, t, dim=-1, largest=False, sorted=False)
             del d2
@@ -292,13 +312,15 @@ def _assign(xw: torch.Tensor, xc: torch.Tensor, sq: torch.Tensor, centers: torch
     """Nearest centre of every token (lowest rank on exact ties); centres join their own cluster."""
     B, N, C = xw.shape
     M = centers.shape[1]
-    cw, cc, sqc = _gather_rows(xw, centers), _gather_rows(xc, centers), torch.gather(sq, 1, centers)
+    cw = _gather_rows(xw, centers)
+    rows_op, cols_op = _rank_operands(xc, sq)
+    cols_op = _gather_rows(cols_op, centers)
     t = min(_NUM_CENTER_CAND, M)
     chunk = chunk_size or min(default_chunk_size(B, N, M), default_chunk_size(B, N, t * C))
     idx = torch.empty(B, N, device=xw.device, dtype=torch.long)
     for r0 in range(0, N, chunk):
         r1 = min(N, r0 + chunk)
-        d2 = _sq_dist(xc[:, r0:r1], sq[:, r0:r1], cc, sqc)
+        d2 = _row_ranked_d2(rows_op[:, r0:r1], cols_op)
         cand = torch.topk(d2, t, dim=-1, largest=False, sorted=False).indices
         del d2
         ex = _exact_d2(xw[:, r0:r1], cw, cand)

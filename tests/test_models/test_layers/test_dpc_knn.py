@@ -251,14 +251,16 @@ def test_larger_n_against_loop_reference_and_chunk_invariance(monkeypatch):
 def test_never_materialises_n_by_n(monkeypatch):
     N = 4096
     largest = []
-    orig = dpc_mod._sq_dist
 
-    def spy(*args, **kwargs):
-        out = orig(*args, **kwargs)
-        largest.append(out.numel())
-        return out
+    def spy(orig):
+        def wrapped(*args, **kwargs):
+            out = orig(*args, **kwargs)
+            largest.append(out.numel())
+            return out
+        return wrapped
 
-    monkeypatch.setattr(dpc_mod, '_sq_dist', spy)
+    for name in ('_sq_dist', '_row_ranked_d2'):  # every distance block (expansion, or ranked up to a constant)
+        monkeypatch.setattr(dpc_mod, name, spy(getattr(dpc_mod, name)))
     x = torch.randn(1, N, 8, generator=torch.Generator().manual_seed(0))
     idx, cen = dpc_knn(x, N // 16)
     assert max(largest) <= dpc_mod._CHUNK_ELEMS < N * N
