@@ -52,8 +52,9 @@ import torch
 from torch import nn
 
 __all__ = [
-    'UnsafeCheckpointError', 'NotACheckpointError', 'KeyReport', 'checkpoint_allowlist', 'load_checkpoint_safely', 'pick_state_dict',
-    'strip_prefix', 'check_state_dict', 'arch_arg', 'load_source', 'print_dropped', 'save_converted'
+    'UnsafeCheckpointError', 'NotACheckpointError', 'KeyReport', 'checkpoint_allowlist', 'load_checkpoint_safely',
+    'pick_state_dict', 'strip_prefix', 'check_state_dict', 'arch_arg', 'load_source', 'print_dropped',
+    'save_converted'
 ]
 
 SafeGlobal = Union[Callable, Tuple[Callable, str]]

@@ -21,7 +21,7 @@ converters refuse files that are not checkpoints.
 import logging
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import pytest
 import torch
@@ -115,11 +115,11 @@ def test_resume_gives_the_same_next_losses(name, toy_env, tmp_path):
 # --------------------------------------------------------------------------- mismatched checkpoints
 @pytest.fixture(scope='module')
 def coc_checkpoint(tmp_path_factory, toy_data):
-    """A real CoC classifier checkpoint (one iteration) and a ClusTR one, written by mmengine's Runner."""
-    os.environ.setdefault(TOY_DATA_ENV, str(toy_data))
+    """A real CoC classifier checkpoint (``STEPS`` iterations), written by mmengine's Runner."""
     root = tmp_path_factory.mktemp('ckpt')
-    cfg = _config('coc_mmpretrain', root / 'coc', STEPS)
-    _run(cfg)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TOY_DATA_ENV, str(toy_data))
+        _run(_config('coc_mmpretrain', root / 'coc', STEPS))
     return root / 'coc' / f'iter_{STEPS}.pth'
 
 

@@ -2,9 +2,10 @@
 
 The default test runs the script's training loop in this process (Context Clusters, a few iterations at a new
 input size each: the size-keyed region layout cache is exercised) and checks its record: one RSS reading and one
-finite loss per iteration, one distinct size per iteration; and the table's columns from a known record. Nothing is asserted on time or on memory (those are the full
-run's printed numbers: ``python tools/benchmark/endurance.py``, ~300 iterations per model). The slow test runs
-the script itself (a subprocess per model) for every model, 60 iterations.
+finite loss per iteration, one distinct size per iteration; and the table's columns from a known record. Nothing
+is asserted on time or on memory: those are the printed numbers of the full run (``python
+tools/benchmark/endurance.py``, 300 iterations per model). The slow test runs the script itself (a subprocess
+per model) for every model, 60 iterations.
 """
 import json
 import math
