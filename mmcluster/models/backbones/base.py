@@ -5,13 +5,18 @@ with its keys (anything else: ``ValueError`` naming the valid choices); ``out_in
 negative ones counting from the end; ``frozen_stages=k`` freezes the stem and the stages ``<= k`` (eval mode,
 ``requires_grad=False``; re-applied by ``train()``); ``norm_eval`` keeps every norm layer in eval mode while
 training. :class:`BaseBackbone` implements the last three once; a backbone only says which modules make up
-stage ``i`` (:meth:`BaseBackbone.stage_modules`).
+stage ``i`` (:meth:`BaseBackbone.stage_modules`). It also checks every input before the forward runs (a forward
+pre-hook, :func:`mmcluster.models.utils.input_check.check_images`: layout, ``in_channels``, dtype, empty, NaN /
+Inf) and declares the channels of what the backbone returns (:attr:`BaseBackbone.out_channels`), which the
+build-time channel check of the consumer (neck or head) reads (``mmcluster/models/utils/channel_check.py``).
 """
 import copy
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import torch.nn as nn
 from mmengine.model import BaseModule
+
+from mmcluster.models.utils.input_check import register_input_check
 
 #: norm layers ``norm_eval`` puts in eval mode (BatchNorm / InstanceNorm / SyncBN, GroupNorm, LayerNorm)
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -91,6 +96,19 @@ class BaseBackbone(BaseModule):
                              f'got {frozen_stages!r}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        register_input_check(self)  # reads ``self.in_channels`` (set by the subclass) at call time
+
+    @property
+    def out_channels(self) -> List[int]:
+        """Channels of each returned feature map, in order: ``embed_dims[i]`` for ``i`` in ``out_indices``.
+
+        Backbones whose widths are not a per-stage ``embed_dims`` list, or that return more than the stage
+        outputs, override it.
+        """
+        dims = getattr(self, 'embed_dims', None)
+        if not isinstance(dims, (list, tuple)) or len(dims) != self.num_stages:
+            raise NotImplementedError(f'{type(self).__name__} must define out_channels (no per-stage embed_dims)')
+        return [int(dims[i]) for i in self.out_indices]
 
     def stage_modules(self, i: int) -> Sequence[nn.Module]:
         """The modules of stage ``i`` that ``frozen_stages >= i`` freezes (stage 0 includes the stem)."""

@@ -25,7 +25,7 @@ its feed-forward path, with two options:
   :class:`~mmcluster.models.necks.HCFormerNeck` with ``coarse_inputs='first_block'`` pairs ``res_l`` with
   ``b_{l+1}``. Needs ``out_indices=(0, 1, 2, 3)``.
 """
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn as nn
@@ -34,6 +34,7 @@ from mmdet.models.backbones import ResNet
 from mmengine.model import Sequential
 from torch import Tensor
 
+from mmcluster.models.utils.input_check import register_input_check
 from mmcluster.registry import MODELS, register_module
 
 
@@ -118,6 +119,8 @@ class HCResNet(ResNet):
         if depth not in self.arch_settings:
             raise ValueError(f'invalid depth {depth!r} for HCResNet; valid depths: {sorted(self.arch_settings)}')
         super().__init__(*args, **kwargs)
+        self.in_channels = kwargs.get('in_channels', 3)  # mmdet's ResNet does not keep it
+        register_input_check(self)
         self.dcn_downsampling = dcn_downsampling
         self.first_block_outs = first_block_outs
         if first_block_outs and tuple(self.out_indices) != tuple(range(self.num_stages)):
@@ -127,6 +130,13 @@ class HCResNet(ResNet):
             for name in self.res_layers[1:]:
                 self._deform_first_block(name)
             self._freeze_stages()  # the new modules of frozen stages must be frozen too
+
+    @property
+    def out_channels(self) -> List[int]:
+        """Channels of the returned maps: the stage outputs of ``out_indices``, then (``first_block_outs``) the
+        first-block outputs of stages 2-4 (a stage's first block already has the stage's width)."""
+        stage = [self.base_channels * 2**i * self.block.expansion for i in range(self.num_stages)]
+        return [stage[i] for i in self.out_indices] + (stage[1:] if self.first_block_outs else [])
 
     def _deform_first_block(self, layer_name: str) -> None:
         block = getattr(self, layer_name)[0]

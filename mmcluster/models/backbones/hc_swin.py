@@ -22,11 +22,12 @@ channel order, so official ``downsample.reduction`` / ``downsample.norm`` weight
 ``tools/model_converters/hcformer2mmcluster.py``; module names differ (``stages`` / ``w_msa`` / ``ffn``, mapped by the
 converter). The clustering modules live in :class:`~mmcluster.models.necks.HCFormerNeck`, not in the backbone.
 """
-from typing import Tuple
+from typing import List, Tuple
 
 from mmdet.models.backbones import SwinTransformer
 from torch import Tensor
 
+from mmcluster.models.utils.input_check import register_input_check
 from mmcluster.registry import MODELS, register_module
 
 
@@ -43,10 +44,20 @@ class HCSwinTransformer(SwinTransformer):
 
     def __init__(self, pair_outs: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.in_channels = kwargs.get('in_channels', 3)  # mmdet's SwinTransformer does not keep it
+        register_input_check(self)
         self.pair_outs = pair_outs
         n = len(self.stages)
         if pair_outs and tuple(self.out_indices) != tuple(range(n)):
             raise ValueError(f'pair_outs needs out_indices={tuple(range(n))}, got {tuple(self.out_indices)}')
+
+    @property
+    def out_channels(self) -> List[int]:
+        """Channels of the returned maps: the stages of ``out_indices``, then (``pair_outs``) the pre-norm outputs
+        and the PatchMerging outputs (twice the width) of every stage but the last."""
+        c = [int(n) for n in self.num_features]
+        outs = [c[i] for i in self.out_indices]
+        return outs + (c[:-1] + c[1:] if self.pair_outs else [])
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if not self.pair_outs:

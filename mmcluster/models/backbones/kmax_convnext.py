@@ -23,13 +23,14 @@ mmpretrain's, which matches the official definition.
 Conventions of mmcluster's backbones: ``frozen_stages=k`` freezes the stem and stages ``0..k`` (``-1``: none;
 mmpretrain's own argument counts stages instead); outputs are dense maps (no global pooling).
 """
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.models.backbones import ConvNeXt
 from torch import Tensor
 
+from mmcluster.models.utils.input_check import register_input_check
 from mmcluster.registry import MODELS, register_module
 
 # (left, right, top, bottom) zeros before the stem and before each later downsampling (official forward_features)
@@ -82,11 +83,18 @@ class KMaXConvNeXt(ConvNeXt):
                          drop_path_rate=drop_path_rate, layer_scale_init_value=layer_scale_init_value,
                          frozen_stages=frozen_stages + 1, gap_before_final_norm=False, init_cfg=init_cfg,
                          **kwargs)
+        self.in_channels = in_channels  # mmpretrain's ConvNeXt does not keep it
+        register_input_check(self)
         self.tf_padding = tf_padding
         self.out_norms = out_norms
         if not out_norms:
             for i in self.out_indices:
                 setattr(self, f'norm{i}', nn.Identity())
+
+    @property
+    def out_channels(self) -> List[int]:
+        """Channels of the returned maps (the stages of ``out_indices``)."""
+        return [int(self.channels[i]) for i in self.out_indices]
 
     def train(self, mode: bool = True) -> 'KMaXConvNeXt':
         super().train(mode)  # re-applies the freezing; mmpretrain's ``train`` returns None, nn.Module's self

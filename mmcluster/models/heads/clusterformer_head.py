@@ -32,6 +32,7 @@ from torch import Tensor
 
 from mmcluster.models.layers.clusterformer_clustering import RecurrentCrossAttentionClustering
 from mmcluster.models.layers.clusterformer_cross_attention import RecurrentClusteringCrossAttention
+from mmcluster.models.utils.input_check import reject_unknown_kwargs
 from mmcluster.registry import MODELS, register_module
 
 QUERY_INITS = ('encoder', 'free')
@@ -63,10 +64,18 @@ class ClusterFormerDecoderMixin:
                  update: str = 'rca', **kwargs) -> None:
         if query_init not in QUERY_INITS:
             raise ValueError(f'query_init must be one of {QUERY_INITS}, got {query_init!r}')
+        # mmdet's Mask2FormerHead takes ``**kwargs`` and drops them: name a misspelled argument instead of
+        # ignoring it (the explicit arguments of the Mask2Former heads -- mmseg's wraps mmdet's -- are valid, and
+        # ``strides``, which mmdet's own Mask2Former configs pass and its head ignores)
+        heads = [klass.__init__ for klass in type(self).__mro__ if klass.__name__ == 'Mask2FormerHead']
+        reject_unknown_kwargs(kwargs, [ClusterFormerDecoderMixin.__init__] + heads, type(self).__name__,
+                              accepted=('strides', ))
         # mmdet's head reads its sub-configs by attribute (as built from a config file)
         kwargs = {k: ConfigDict(v) if isinstance(v, dict) and not isinstance(v, ConfigDict) else v
                   for k, v in kwargs.items()}
         super().__init__(*args, **kwargs)
+        if 'in_channels' in kwargs:  # the backbone's out_channels (build-time check, channel_check.py)
+            self.in_channels = list(kwargs['in_channels'])
         self.query_init = query_init
         for layer in self.transformer_decoder.layers:
             old = layer.cross_attn

@@ -82,6 +82,7 @@ class KMaXHead(BaseModule):
         self.num_stuff_classes = num_stuff_classes
         self.num_classes = num_things_classes + num_stuff_classes
         self.mask_stride = mask_stride
+        self.in_channels = list(in_channels)  # the backbone's out_channels (build-time check, channel_check.py)
         self.pixel_decoder = KMaXPixelDecoder(in_channels=in_channels, norm_cfg=norm_cfg, **(pixel_decoder or {}))
         dec_channels = self.pixel_decoder.out_channels  # coarsest first
         self.transformer_decoder = KMaXTransformerDecoder(

@@ -134,6 +134,13 @@ class HCFormerNeck(BaseModule):
         n = len(self.in_channels)
         return dict(next_stage=n, first_block=2 * n - 1, patch_merging=3 * n - 2)[self.coarse_inputs]
 
+    @property
+    def input_channels(self) -> List[int]:
+        """The channels of each of the :attr:`num_inputs` backbone outputs (read by the build-time channel check,
+        ``mmcluster/models/utils/channel_check.py``): the levels, then the coarse maps of the pairs."""
+        c = self.in_channels
+        return c + dict(next_stage=[], first_block=c[1:], patch_merging=c[:-1] + c[1:])[self.coarse_inputs]
+
     def pair(self, inputs: Sequence[Tensor], fine: int) -> Tuple[Tensor, Tensor]:
         """The (fine, coarse) maps clustered for the transition from level ``fine`` to ``fine + 1``."""
         n = len(self.in_channels)
