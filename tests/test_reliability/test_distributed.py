@@ -293,7 +293,8 @@ def test_slurm_test_hands_srun_the_job(fake_srun, tmp_path):
     assert out.returncode == 0, out.stderr
     (call, ) = fake_srun()
     argv = call['argv']
-    assert _option(argv, '--partition') == 'p1' and _option(argv, '--ntasks') == '4' and _option(argv, '--gres') == 'gpu:4'
+    assert _option(argv, '--partition') == 'p1' and _option(argv, '--ntasks') == '4'
+    assert _option(argv, '--gres') == 'gpu:4'
     assert '--kill-on-bad-exit=1' in argv
     command = argv[argv.index('-u') - 1:]
     assert command[2].endswith('tools/test.py')
