@@ -8,7 +8,8 @@ freed tensors leave the RSS at once). Times are medians over ``--repeats`` calls
 inside each subprocess; the table gives medians over ``--runs`` subprocesses.
 
 * ``decode``: ``x`` = ``[B, Q, H/2, W/2]`` mask logits (Q = 100 queries), ``A`` = ``[B, 9, H, W]``;
-  ``shift`` = :func:`mmcluster.models.layers.hc_decode` (nearest 2x upsampling once + 9 shifted ``addcmul``);
+  ``shift`` = :func:`mmcluster.models.layers.hc_decode` (per channel block: nearest 2x upsampling + 9 shifted
+  ``addcmul``);
   ``unfold`` = ``F.unfold(x, 3, padding=1)`` (a 9x copy of ``x``) + einsum with the 2x2-window view of ``A``.
 * ``clustering``: :class:`HCClustering` with ``C_f = C_c / 2 = 256`` (res2 -> res3 of a ResNet-50);
   ``shift`` = the module (window-major embedding, 9 shifted products); ``unfold`` = the same embeddings, then

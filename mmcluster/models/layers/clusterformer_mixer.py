@@ -198,8 +198,9 @@ class ClusterFormerMixer(ClusterRecorder, nn.Module):
             return t.reshape(B, E, H * W, *t.shape[t.dim() - tail:])
 
         meta = dict(raw_layout=True, windows=b // (B * E))
+        # squeeze (a view), not [:, 0]: its backward makes no zero-filled gradient
         c = self.clustering.cluster(c0[:, None], keys[:, None], vals[:, None], spatial_shape=(H, W),
-                                    to_grid=lambda t: to_grid(t, 1), record_meta=meta).squeeze(1)  # a view: no zero-filled gradient
+                                    to_grid=lambda t: to_grid(t, 1), record_meta=meta).squeeze(1)
         xs = xm.reshape(b, d, h * w).transpose(1, 2)
         y = self.dispatch(xs, c, vals, vcen, spatial_shape=(H, W), to_grid=lambda t: to_grid(t, 0),
                           record_meta=meta)

@@ -59,7 +59,8 @@ from .kmax_attention import LOW_PRECISION, KMaXAttention
 from .kmax_conv_bn import KMAX_NORM_CFG, KMaXConvBN, build_kmax_norm, trunc_normal_tf_
 from .kmax_predictor import KMaXPredictor
 
-__all__ = ['KMeansCrossAttentionLayer', 'DropPath', 'kmax_resize', 'coordinate_grid', 'kmeans_update', 'kmeans_assignment']
+__all__ = ['KMeansCrossAttentionLayer', 'DropPath', 'kmax_resize', 'coordinate_grid', 'kmeans_update',
+           'kmeans_assignment']
 
 ASSIGNMENTS = ('argmax', 'softmax')
 SELF_ATTN_INPUTS = ('pre_kmeans', 'post_kmeans')
