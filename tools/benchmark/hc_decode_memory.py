@@ -12,8 +12,8 @@ inside each subprocess; the table gives medians over ``--runs`` subprocesses.
   ``addcmul``);
   ``unfold`` = ``F.unfold(x, 3, padding=1)`` (a 9x copy of ``x``) + einsum with the 2x2-window view of ``A``.
 * ``clustering``: :class:`HCClustering` with ``C_f = C_c / 2 = 256`` (res2 -> res3 of a ResNet-50);
-  ``shift`` = the module (window-major embedding, 9 shifted products); ``unfold`` = the same embeddings, then
-  unfold of the coarse map (9x copy), 2x2 unfold of the fine map, einsum and fold (Listing 1).
+  ``shift`` = the module (window-major embedding, 3 batched products over strided views); ``unfold`` = the same
+  embeddings, then unfold of the coarse map (9x copy), 2x2 unfold of the fine map, einsum and fold (Listing 1).
 
 ``--interleaved`` times the two forms alternately inside one process instead (no memory): on a shared machine
 whose load changes between subprocesses this gives the robust time ratio.
