@@ -56,6 +56,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     run.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
                      help='cuda: also fp16 / bf16 autocast rows (needs a GPU)')
     run.add_argument('--threads', type=int, default=1, help='torch threads (default 1: comparable on a shared CPU)')
+    run.add_argument('--clock', choices=['cpu', 'wall'],
+                     help='time by CPU time of the measuring thread (default with one CPU thread: a shared '
+                     'machine\'s load does not stretch it) or by wall time (default otherwise; the only one on a GPU)')
     run.add_argument('--reuse', type=Path, nargs='+',
                      help='results folders whose parts not measured now are copied (the first that has a part)')
     run.add_argument('--accuracy-from', type=Path,
@@ -84,6 +87,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.parts = parts
         if args.threads < 1:
             parser.error('--threads must be >= 1')
+        if args.clock == 'cpu' and (args.device != 'cpu' or args.threads != 1):
+            parser.error('--clock cpu needs --device cpu and --threads 1 (CPU time of one thread)')
+        if args.clock is None:
+            from .measure import default_clock
+            args.clock = default_clock(args.device, args.threads)
     return args
 
 
@@ -108,22 +116,37 @@ def select_runs(runs: List[Any], tasks: Optional[Sequence[str]], models: Optiona
 
 
 #: the settings in ``meta`` that describe how a part was measured (copied with the part by ``--reuse``)
-PART_META = {'costs': ('rounds', 'repeats', 'warmup', 'batch', 'train_batch', 'threads', 'device', 'machine', 'torch'),
-             'operators': ('op_rounds', ), 'accuracy': ('accuracy_status', ), 'published': ()}
+PART_META = {'costs': ('rounds', 'repeats', 'warmup', 'batch', 'train_batch', 'threads', 'device', 'machine', 'torch',
+                       'clock'),
+             'operators': ('op_rounds', 'clock'), 'accuracy': ('accuracy_status', ), 'published': ()}
 
 
 def reuse_parts(results: Dict[str, Any], folder: Path, measured: Sequence[str]) -> None:
-    """Copy into ``results`` the parts of an earlier results folder that are neither measured now nor already
-    copied, with the settings they were measured with and the command that measured them
-    (``meta['<part>_from']``)."""
+    """Copy into ``results`` the parts of an earlier results folder that are not measured now, with the settings
+    they were measured with and the command that measured them (``meta['<part>_from']``).
+
+    Several folders merge: rows of ``costs`` / ``accuracy`` whose (task, model) is not in ``results`` yet are
+    appended (e.g. one cost run per task: the ratios are within a task, so each task's models and baseline must
+    come from the same run, which this keeps); ``operators`` / ``published`` come from the first folder that has
+    them.
+    """
     from .report import load_results
     earlier = load_results(folder)
+    meta = earlier['meta']
     for part in PARTS:
-        if part in measured or results[part] or not earlier[part]:
+        if part in measured or not earlier[part]:
             continue
-        results[part] = earlier[part]
-        meta = earlier['meta']
-        results['meta'][f'{part}_from'] = f'{meta.get("command", folder)} ({meta.get("date", "?")})'
+        if part in ('costs', 'accuracy'):
+            have = {(r['task'], r['model']) for r in results[part]}
+            new = [r for r in earlier[part] if (r['task'], r['model']) not in have]
+        else:
+            new = [] if results[part] else earlier[part]
+        if not new:
+            continue
+        results[part] = results[part] + new
+        source = f'{meta.get("command", folder)} ({meta.get("date", "?")})'
+        previous = results['meta'].get(f'{part}_from')
+        results['meta'][f'{part}_from'] = source if previous is None else f'{previous}; {source}'
         for key in PART_META[part]:
             if key in meta:
                 results['meta'][key] = meta[key]
@@ -163,7 +186,7 @@ def run(args: argparse.Namespace) -> Path:
     results: Dict[str, Any] = dict(meta=dict(
         command=f'python tools/benchmark.py {argv}', mode=args.mode, parts=args.parts,
         date=datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC'), machine=_machine(), device=args.device,
-        threads=args.threads, torch=torch.__version__, rounds=args.rounds, repeats=args.repeats,
+        threads=args.threads, clock=args.clock, torch=torch.__version__, rounds=args.rounds, repeats=args.repeats,
         warmup=args.warmup, batch=args.batch, train_batch=args.train_batch, op_rounds=args.op_rounds,
         note='The CPU is shared with other work: single numbers are noisy, the ratios (measured in the same '
              'interleaved rounds) are the robust result.'),
@@ -187,12 +210,12 @@ def run(args: argparse.Namespace) -> Path:
         if 'costs' in args.parts:
             results['costs'] = timed_part('costs', lambda: measure_costs(
                 runs, mode=args.mode, device=args.device, rounds=args.rounds, repeats=args.repeats, warmup=args.warmup,
-                batch=args.batch, train_batch=args.train_batch, data=data))
+                batch=args.batch, train_batch=args.train_batch, data=data, clock=args.clock))
         if 'operators' in args.parts:
             from .operators import measure_operators
             results['operators'] = timed_part('operators', lambda: measure_operators(
                 args.op_sizes, device=args.device, rounds=args.op_rounds, max_seconds=args.max_op_seconds,
-                max_mib=args.max_op_mib))
+                max_mib=args.max_op_mib, clock=args.clock))
     if args.accuracy_from is not None:
         from .accuracy import read_protocol_records
         results['accuracy'] = read_protocol_records(args.accuracy_from, runs)

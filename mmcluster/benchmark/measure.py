@@ -14,6 +14,8 @@ is the median over all rounds (``repeats`` calls per round, after ``warmup`` unt
 * every model is built from its config with the protocol's settings
   (:func:`mmcluster.benchmark.protocol.apply_protocol`): the models of a task share input size, batch size and
   optimizer, so they are measured at matched settings.
+* **time**: by default the CPU time of the one measuring thread (``clock='cpu'``, :data:`CLOCKS`), which a
+  shared machine's load does not stretch; wall time with several threads or on a GPU.
 * **memory** (``*_mem_mib``): on the CPU the extra peak resident memory of one call, ``VmHWM - VmRSS`` before
   it, the peak counter reset through ``/proc/self/clear_refs`` (exact when glibc returns freed blocks at once:
   ``tools/benchmark.py`` runs with ``MALLOC_MMAP_THRESHOLD_`` fixed); with ``device='cuda'``
@@ -100,13 +102,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], Any], device: torch.device) -> float:
-    """Seconds of one call of ``fn`` (synchronised on CUDA)."""
+#: ``cpu``: CPU time of the calling thread (``time.thread_time``): with one torch thread all the work runs in it,
+#: and a shared machine's load, which stretches wall time arbitrarily, does not enter; ``wall``: elapsed time
+CLOCKS = {'cpu': time.thread_time, 'wall': time.perf_counter}
+
+
+def default_clock(device: str, threads: int) -> str:
+    """``cpu`` for one CPU thread (load-independent), else ``wall`` (several threads, or a GPU)."""
+    return 'cpu' if device == 'cpu' and threads == 1 else 'wall'
+
+
+def timed(fn: Callable[[], Any], device: torch.device, clock: str = 'wall') -> float:
+    """Seconds of one call of ``fn`` by ``clock`` (:data:`CLOCKS`; synchronised on CUDA)."""
+    if clock not in CLOCKS:
+        raise ValueError(f'clock must be one of {tuple(CLOCKS)}, got {clock!r}')
+    if clock == 'cpu' and device.type != 'cpu':
+        raise ValueError("clock='cpu' measures CPU work only: use clock='wall' on a GPU")
+    now = CLOCKS[clock]
     _sync(device)
-    start = time.perf_counter()
+    start = now()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return now() - start
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -184,7 +201,7 @@ def _train_batch(cfg, batch: Optional[int]) -> Dict[str, Any]:
 def _train_step(model: nn.Module, cfg, batch: Dict[str, Any], autocast_dtype, device: torch.device):
     from mmengine.optim import build_optim_wrapper
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper.copy())
-    scaler = torch.cuda.amp.GradScaler() if autocast_dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler('cuda') if autocast_dtype == torch.float16 else None
     context = (lambda: torch.autocast('cuda', dtype=autocast_dtype)) if autocast_dtype is not None else nullcontext
 
     def step():
@@ -256,26 +273,26 @@ def _median(values: Sequence[float]) -> Optional[float]:
 
 
 def _measure_round(subject: Subject, calls: Dict[str, Callable], samples: _Samples, repeats: int,
-                   device: torch.device) -> None:
+                   device: torch.device, clock: str) -> None:
     """``repeats`` timed calls of each measurement; the peak memory is read around the same calls (resetting
     and reading the counter costs microseconds, so no extra calls are needed for it)."""
     for _ in range(repeats):
         with PeakMemory(device) as mem:
-            samples.latency.append(timed(calls['latency'], device))
+            samples.latency.append(timed(calls['latency'], device, clock))
         if mem.value is not None:
             samples.infer_mem.append(mem.value)
-        samples.batch.append(timed(calls['batch'], device))
+        samples.batch.append(timed(calls['batch'], device, clock))
         if subject.step is not None:
             with PeakMemory(device) as mem:
-                samples.step.append(timed(subject.step, device))
+                samples.step.append(timed(subject.step, device, clock))
             if mem.value is not None:
                 samples.train_mem.append(mem.value)
 
 
 def measure_costs(runs: Sequence[Any], *, mode: str = 'full', device: str = 'cpu', rounds: int = 3,
                   repeats: int = 2, warmup: int = 1, batch: int = 4, train_batch: Optional[int] = None,
-                  data: Optional[Path] = None,
-                  flops: bool = True, log: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+                  data: Optional[Path] = None, flops: bool = True, clock: Optional[str] = None,
+                  log: Callable[[str], None] = print) -> List[Dict[str, Any]]:
     """Cost rows of every protocol run (one per run and precision), ratios to the task's baseline included.
 
     Args:
@@ -289,12 +306,15 @@ def measure_costs(runs: Sequence[Any], *, mode: str = 'full', device: str = 'cpu
         train_batch: batch size of the training step (None: the protocol's batch size of the task).
         data: the protocol's data root.
         flops: also count params / FLOPs at each run's input size.
+        clock: ``'cpu'`` or ``'wall'`` (:data:`CLOCKS`); default :func:`default_clock` (``cpu`` for one CPU
+            thread).
         log: progress printer.
 
     Returns:
         Row dicts (see :func:`cost_row`), in the order of ``runs``, precision by precision.
     """
     dev = check_device(device)
+    clock = clock or default_clock(device, torch.get_num_threads())
     rows: List[Dict[str, Any]] = []
     counted: Dict[str, Dict[str, Any]] = {}
     if flops:
@@ -326,12 +346,15 @@ def measure_costs(runs: Sequence[Any], *, mode: str = 'full', device: str = 'cpu
             for subject, sample, call in zip(subjects, samples, calls):
                 if sample.error is None:
                     try:
-                        _measure_round(subject, call, sample, repeats, dev)
+                        _measure_round(subject, call, sample, repeats, dev, clock)
                     except Exception as exc:
                         sample.error = f'{type(exc).__name__}: {exc}'.splitlines()[0][:300]
         for subject, sample in zip(subjects, samples):
-            rows.append(cost_row(subject, sample, precision, batch, train_batch, counted.get(subject.run.model)))
+            rows.append(dict(cost_row(subject, sample, precision, batch, train_batch, counted.get(subject.run.model)),
+                             clock=clock))
         del subjects, calls
+        if dev.type == 'cuda':
+            torch.cuda.empty_cache()  # the next precision's models start from an empty cache
     add_ratios(rows)
     return rows
 

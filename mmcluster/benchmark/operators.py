@@ -20,9 +20,12 @@ full-size model it comes from, batch 1, forward without gradients):
   ``Mask2FormerTransformerDecoderLayer``: masked cross-attention, self-attention, FFN, 256 channels, 8 heads;
   the attention mask keeps a random half of the pixels, as a thresholded previous prediction would).
 
-Sizes grow until a form would exceed the time or memory limit: the next size's cost is predicted from the two
-previous sizes (power law in the number of pixels, exponent 2 when only one size is known) and a form predicted
-over a limit is not run but reported as ``skipped: <reason>``.
+Sizes grow until a form would exceed the time or memory limit: the next size's cost is predicted from the
+previous size with the form's asymptotic growth (:attr:`OperatorPair.growth`: 2 for all-pairs forms, full
+attention and DPC-kNN, 1 otherwise; a power law in the number of pixels) and a form predicted over a limit is not
+run but reported as ``skipped: <reason>``. Times are CPU time of the one thread by default
+(:func:`~mmcluster.benchmark.measure.default_clock`), so that the load of a shared machine does not decide what
+is skipped.
 """
 import math
 import statistics
@@ -47,6 +50,11 @@ class OperatorPair:
     stride: int
     description: str
     build: Callable[[int, int, torch.device], Forms]
+    growth: Tuple[Tuple[str, float], ...] = ()
+
+    def exponent(self, form: str) -> float:
+        """Asymptotic growth of the form's cost with the number of pixels (1: linear; 2: all pairs)."""
+        return dict(self.growth).get(form, 1.0)
 
 
 def _grid(h: int, w: int, stride: int) -> Tuple[int, int]:
@@ -214,10 +222,12 @@ def build_kmax(h: int, w: int, device: torch.device) -> Forms:
 
 PAIRS: Tuple[OperatorPair, ...] = (
     OperatorPair('clustr_attention', 'clustering attention', ('full attention', ), 4,
-                 'ClusTR-T stage 1 (64 ch, 1 head, ratios 64/16) vs full attention, tokens at stride 4', build_clustr),
+                 'ClusTR-T stage 1 (64 ch, 1 head, ratios 64/16) vs full attention, tokens at stride 4', build_clustr,
+                 # DPC-kNN compares every token with every other (chunked), like attention
+                 (('clustering attention', 2.0), ('full attention', 2.0))),
     OperatorPair('coc_mixer', 'context cluster', ('pooling mixer', 'attention mixer'), 4,
                  'CoC-Tiny stage 1 token mixer (32 ch, 4 heads x 24, 2x2 centres, 8x8 regions) vs pooling / '
-                 'attention mixers, stride 4', build_coc),
+                 'attention mixers, stride 4', build_coc, (('attention mixer', 2.0), )),
     OperatorPair('hcformer_decoding', 'HC decoding', ('FPN pixel decoder', 'bilinear upsampling'), 4,
                  'R50 features -> 100 stride-4 masks: HCFormer clustering + decoding vs mmdet FPN pixel decoder + '
                  'mask product vs bilinear upsampling', build_hcformer),
@@ -228,23 +238,18 @@ PAIRS: Tuple[OperatorPair, ...] = (
 PAIR_NAMES = tuple(p.name for p in PAIRS)
 
 
-def _predict(history: List[Tuple[int, float]], pixels: int) -> Optional[float]:
-    """Power-law extrapolation of a cost to ``pixels`` from the last two (or one, exponent 2) measurements."""
+def _predict(history: List[Tuple[int, float]], pixels: int, exponent: float) -> Optional[float]:
+    """The cost at ``pixels`` from the last measurement and the form's growth ``exponent`` (a power law)."""
     points = [(n, v) for n, v in history if v is not None and v > 0]
     if not points:
         return None
     n1, v1 = points[-1]
-    exponent = 2.0
-    if len(points) >= 2:
-        n0, v0 = points[-2]
-        if n1 != n0:
-            exponent = max(1.0, math.log(v1 / v0) / math.log(n1 / n0))
     return v1 * (pixels / n1) ** exponent
 
 
 def measure_operators(sizes: Sequence[Tuple[int, int]], *, pairs: Sequence[str] = PAIR_NAMES, device: str = 'cpu',
                       rounds: int = 3, max_seconds: float = 30.0, max_mib: float = 8192.0,
-                      log: Callable[[str], None] = print) -> List[Dict[str, Any]]:
+                      clock: Optional[str] = None, log: Callable[[str], None] = print) -> List[Dict[str, Any]]:
     """Time (median over ``rounds`` interleaved rounds after one warm-up) and extra peak memory of every form of
     every pair at every image size; a form predicted over ``max_seconds`` per call or ``max_mib`` is skipped.
 
@@ -252,8 +257,9 @@ def measure_operators(sizes: Sequence[Tuple[int, int]], *, pairs: Sequence[str] 
         Rows ``{op, form, is_clustering, stride, height, width, tokens, time_ms, mem_mib, ratio_time,
         ratio_mem, status}``; ``ratio_*`` = the form's cost / the clustering form's at the same size.
     """
-    from .measure import check_device
+    from .measure import check_device, default_clock
     dev = check_device(device)
+    clock = clock or default_clock(device, torch.get_num_threads())
     unknown = set(pairs) - set(PAIR_NAMES)
     if unknown:
         raise ValueError(f'unknown operator pairs {sorted(unknown)}; choose from {PAIR_NAMES}')
@@ -274,7 +280,8 @@ def measure_operators(sizes: Sequence[Tuple[int, int]], *, pairs: Sequence[str] 
             runnable = {}
             for name, fn in forms.items():
                 past = history.setdefault(name, dict(time=[], mem=[]))
-                t_pred, m_pred = _predict(past['time'], h * w), _predict(past['mem'], h * w)
+                growth = pair.exponent(name)
+                t_pred, m_pred = _predict(past['time'], h * w, growth), _predict(past['mem'], h * w, growth)
                 if t_pred is not None and t_pred > max_seconds:
                     size_rows[name] = dict(status=f'skipped: predicted {t_pred:.0f} s per call > {max_seconds:.0f} s')
                 elif m_pred is not None and m_pred > max_mib:
@@ -293,7 +300,7 @@ def measure_operators(sizes: Sequence[Tuple[int, int]], *, pairs: Sequence[str] 
                     del runnable[name]
             for _ in range(rounds):
                 for name, fn in runnable.items():
-                    times[name].append(timed(fn, dev))
+                    times[name].append(timed(fn, dev, clock))
             for name in runnable:
                 t = statistics.median(times[name])
                 size_rows[name] = dict(time_ms=1e3 * t, mem_mib=mems.get(name), status='ok')
@@ -303,7 +310,8 @@ def measure_operators(sizes: Sequence[Tuple[int, int]], *, pairs: Sequence[str] 
             ref = size_rows.get(pair.clustering, {})
             for name in (pair.clustering, *pair.dense):
                 row = dict(op=pair.name, form=name, is_clustering=name == pair.clustering, stride=pair.stride,
-                           height=h, width=w, tokens=gh * gw, time_ms=None, mem_mib=None, status='not run')
+                           height=h, width=w, tokens=gh * gw, time_ms=None, mem_mib=None, status='not run',
+                           clock=clock)
                 row.update(size_rows.get(name, {}))
                 for key in ('time_ms', 'mem_mib'):
                     ok = isinstance(row[key], float) and isinstance(ref.get(key), float) and ref[key] > 0

@@ -153,7 +153,8 @@ def accuracy_table(accuracy: List[Dict[str, Any]], status: Optional[str], famili
         metrics = ', '.join(f'{k} {fmt(v)}' for k, v in r['metrics'].items())
         body.append([r['task'], f'**{r["model"]}** (baseline)' if r['is_baseline'] else r['model'],
                      f'failed: {r["error"]}' if r.get('error') else fmt(r['value']), metrics or '-',
-                     fmt(r['iters']), fmt(r.get('minutes')), _link(r['config'], base)])
+                     fmt(r['iters']), '-' if r.get('minutes') is None else f'{r["minutes"]:g}',
+                     _link(r['config'], base)])
     return markdown_table(['task', 'model', 'primary metric', 'metrics', 'iterations', 'budget (min)', 'config'],
                           body)
 
@@ -223,7 +224,10 @@ def meta_lines(meta: Dict[str, Any]) -> str:
             f'device {m.get("device", "cpu")}, {m.get("threads", 1)} thread(s), torch {m.get("torch", "?")}; '
             f'model costs are medians over {m.get("rounds", "?")} interleaved rounds × {m.get("repeats", "?")} calls '
             f'after {m.get("warmup", "?")} warm-up call(s), operator times medians over {m.get("op_rounds", "?")} '
-            f'rounds. {m.get("note", "")}').strip()
+            f'rounds. {m.get("note", "")}'
+            + ''.join(f' The {part} come from `{m[part + "_from"]}`.' for part in ('costs', 'operators', 'accuracy',
+                                                                                  'published')
+                      if m.get(part + '_from'))).strip()
 
 
 def tables_markdown(results: Dict[str, Any], families: Optional[Sequence[str]] = None, base: Path = Path(),
@@ -299,8 +303,8 @@ def readme_blocks(results: Dict[str, Any], folder: Path, root: Path = REPO) -> D
 
 
 def readme_summary(results: Dict[str, Any]) -> str:
-    """The README's table: one row per protocol model (fp32) with the ratios to its task's baseline, the
-    accuracy after the budget, and the published number of the family's full-size model."""
+    """The README's tables: one row per protocol model (fp32) with the ratios to its task's baseline and the
+    accuracy after the budget; one row per full-size config with our params / FLOPs beside the paper's numbers."""
     acc = {(r['task'], r['model']): r for r in results['accuracy']}
     body = []
     for r in results['costs']:
@@ -310,16 +314,30 @@ def readme_summary(results: Dict[str, Any]) -> str:
         accuracy = '-' if a is None else ('failed' if a.get('error') else
                                           f'{a["primary"]} {fmt(a["value"])} ({fmt(a["iters"])} it)')
         ratio = lambda key: '-' if r.get(key) is None else f'{r[key]:.2f}×'
-        body.append([r['task'], f'**{r["model"]}**' if r['is_baseline'] else r['model'], fmt(_m(r['params']), 1),
-                     fmt(_g(r['flops']), 2), ratio('latency_ms_ratio'), ratio('train_step_ms_ratio'),
-                     ratio('train_mem_mib_ratio'), accuracy])
+        size = f'{r["input_size"][0]}×{r["input_size"][1]}'
+        body.append([r['task'], f'**{r["model"]}**' if r['is_baseline'] else r['model'], size,
+                     fmt(_m(r['params']), 1), fmt(_g(r['flops']), 2), ratio('latency_ms_ratio'),
+                     ratio('train_step_ms_ratio'), ratio('train_mem_mib_ratio'), accuracy])
     meta = results['meta']
     acc_note = '' if results['accuracy'] else f' Accuracy: {meta.get("accuracy_status", "not run")}.'
-    return (meta_lines(meta) + acc_note + ' Baselines in bold; ratios are the model\'s cost over its task\'s '
-            'baseline measured in the same run. All tables, the operator scaling and the published numbers: '
-            '[docs/benchmark.md](docs/benchmark.md).\n\n'
-            + markdown_table(['task', 'model (toy protocol)', 'params (M)', 'GFLOPs', 'latency', 'train step',
-                              'train memory', 'accuracy after the budget'], body))
+    parts = [meta_lines(meta) + acc_note + ' Baselines in bold; ratios are the model\'s cost over its task\'s '
+             'baseline measured in the same run (< 1: cheaper). All tables, the operator scaling and the plots: '
+             '[docs/benchmark.md](docs/benchmark.md).',
+             markdown_table(['task', 'model (toy protocol)', 'input', 'params (M)', 'GFLOPs', 'latency',
+                             'train step', 'train memory', 'accuracy after the budget'], body)]
+    full = []
+    for r in results['published']:
+        p = r['published']
+        paper = ', '.join(f'{label} {fmt(p[k])}' for k, label in PUBLISHED_COLUMNS if p.get(k) is not None)
+        full.append([r['model'], f'{r["shape"][0]}×{r["shape"][1]}',
+                     f'{fmt(_m(r.get("params")))} / {fmt(p.get("params_M"))}',
+                     f'{fmt(_g(r.get("flops")))} / {fmt(p.get("GFLOPs"))}', paper or '-', r['source']])
+    if full:
+        parts += ['Full-size configs: our parameters and FLOPs (one multiply-add = one FLOP, at the stated input) / '
+                  'the paper\'s, and the paper\'s accuracy:',
+                  markdown_table(['model', 'input', 'params (M) ours / paper', 'GFLOPs ours / paper',
+                                  'published accuracy', 'source'], full)]
+    return '\n\n'.join(parts)
 
 
 def update_readmes(folder: Path, root: Path = REPO, log=print) -> Dict[str, List[Path]]:

@@ -137,8 +137,8 @@ def test_full_size_pass_resumes_from_its_cache(tmp_path):
 
 
 def test_operator_scaling_skips_what_would_exceed_the_limit():
-    assert _predict([(100, 1.0)], 400) == pytest.approx(16.0)  # one point: quadratic growth assumed
-    assert _predict([(100, 1.0), (400, 4.0)], 1600) == pytest.approx(16.0)  # fitted exponent 1
+    assert _predict([(100, 1.0)], 400, 2.0) == pytest.approx(16.0)  # all-pairs growth
+    assert _predict([(100, 1.0), (400, 4.0)], 1600, 1.0) == pytest.approx(16.0)  # linear, from the last point
     rows = measure_operators([(16, 16), (64, 64)], pairs=['coc_mixer'], rounds=1, max_seconds=1e-9,
                              log=lambda *_: None)
     first = [r for r in rows if r['height'] == 16]
