@@ -165,7 +165,7 @@ def test_short_protocol_run(tmp_path):
     """One model end to end in the short mode: the protocol's data, derived config, clock and curve."""
     data = P.prepare_data('short', tmp_path / 'data')
     run = next(r for r in P.protocol_runs('short') if r.task == 'classification' and r.is_baseline)
-    result = P.run_protocol(run, tmp_path / 'run', 'short', data=data, timeout=300)
+    result = P.run_protocol(run, tmp_path / 'run', 'short', data=data)
     assert result.iters == 2 and len(result.val_curve) == 1
     record = result.val_curve[0]
     assert record['iter'] == 2 and record['train_s'] > 0 and 0 <= record['accuracy/top1'] <= 100

@@ -379,17 +379,30 @@ def run_protocol(run: ProtocolRun, work_dir: PathLike, mode: str = 'full', data:
     return run_config(config, work_dir, **kwargs)
 
 
+def percent(key: str, value: Optional[float]) -> Optional[float]:
+    """``value`` of metric ``key`` in percent: mmdet's COCO box / mask mAPs (``coco/...``) are fractions, the
+    other metrics (top-1, mIoU, PQ) are already percentages."""
+    if value is None or not key.startswith('coco/') or value < 0:  # -1: no object of that size range
+        return value
+    return round(100.0 * value, 2)
+
+
 def result_record(run: ProtocolRun, result: ToyRun, mode: str) -> Dict[str, Any]:
-    """The JSON record of one protocol run: what was trained, the final metrics, the learning curve."""
+    """The JSON record of one protocol run: what was trained, the final metrics and the learning curve, every
+    metric in percent (:func:`percent`); ``wall_s``: the subprocess's wall time, or without it (a record rebuilt
+    from a work dir) the wall time from the first iteration to the end of the last validation."""
+    curve = [{k: percent(k, r[k]) if k in run.metrics else r[k]
+              for k in ('iter', 'train_s', 'val_s', 'wall_s', *run.metrics) if k in r} for r in result.val_curve]
+    final = result.val_curve[-1] if result.val_curve else result.metrics
+    wall = result.wall_s or (result.val_curve[-1].get('wall_s', 0.0) if result.val_curve else 0.0)
     return dict(
         key=run.key, task=run.task, model=run.model, family=run.family, is_baseline=run.is_baseline,
         config=str(run.config.relative_to(REPO)), mode=mode, budget_cpu_minutes=budget_minutes(mode),
         val_every_cpu_minutes=val_every_minutes(mode), input_size=list(run.input_size),
-        schedule=dict(SCHEDULES[run.task].__dict__), iters=result.iters, wall_s=round(result.wall_s, 1),
-        metrics={k: result.metrics.get(k) for k in run.metrics},
-        targets=TARGETS[run.task] if run.is_baseline else {},
-        curve=[{k: r[k] for k in ('iter', 'train_s', 'val_s', 'wall_s', *run.metrics) if k in r}
-               for r in result.val_curve])
+        schedule=dict(SCHEDULES[run.task].__dict__), iters=result.iters, wall_s=round(wall, 1),
+        train_cpu_s=result.val_curve[-1]['train_s'] if result.val_curve else None, units='percent',
+        metrics={k: percent(k, final.get(k)) for k in run.metrics},
+        targets=TARGETS[run.task] if run.is_baseline else {}, curve=curve)
 
 
 def _fmt(value) -> str:
@@ -425,6 +438,8 @@ def summarize(out: PathLike) -> str:
         targets = r.get('targets') or {}
         reached = ', '.join(f'{k.split("/")[-1]} ≥ {v:g}: {"yes" if (r["metrics"].get(k) or 0) >= v else "no"}'
                             for k, v in targets.items())
+        if r['curve'] and r['curve'][-1]['train_s'] < 0.99 * 60 * r['budget_cpu_minutes']:
+            reached += ' (stopped early)'  # a run ended before its budget (killed): its last point is not final
         name = f'**{r["model"]}**' if r['is_baseline'] else r['model']
         lines.append(f'| {r["task"]} | {name} | {metrics} | {curve} | {r["iters"]} | {r["wall_s"] / 60:.0f} | '
                      f'{reached or "-"} |')
@@ -447,6 +462,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--out', default=str(REPO / 'docs' / 'benchmark' / 'protocol'))
     parser.add_argument('--summarize', action='store_true',
                         help='only (re)write <out>/summary.md and <out>/curves.csv from the JSON records')
+    parser.add_argument('--collect', action='store_true',
+                        help='rebuild the JSON records of the selected runs from their work dirs (no training), '
+                        'then summarize')
     args = parser.parse_args(argv)
     if args.summarize:
         print(summarize(args.out))
@@ -455,9 +473,19 @@ def main(argv: Optional[List[str]] = None) -> None:
             and (r.is_baseline or not args.baselines_only)]
     if not runs:
         raise SystemExit(f'no run matches {args.only}; keys: {[r.key for r in protocol_runs(args.mode)]}')
-    data = prepare_data(args.mode)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.collect:
+        from mmcluster.utils.toy_run import read_run
+        for run in runs:
+            result = read_run(Path(args.work_dir) / args.mode / run.key)
+            if result.val_curve:
+                record = result_record(run, result, args.mode)
+                (out / f'{run.key}.json').write_text(json.dumps(record, indent=1) + '\n')
+                print(f'[protocol] {run.key}: {len(result.val_curve)} validations collected', flush=True)
+        print(summarize(out))
+        return
+    data = prepare_data(args.mode)
     for run in runs:
         print(f'[protocol] {run.key}: {budget_minutes(args.mode)} CPU-minutes ...', flush=True)
         result = run_protocol(run, Path(args.work_dir) / args.mode / run.key, args.mode, data=data)
