@@ -62,14 +62,15 @@ class _ChannelMoments(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor):
-        mean = x.new_zeros(x.shape[0], 1, *x.shape[2:])
+        # sums in float32 also for half-precision inputs (as torch's own reductions accumulate)
+        mean = x.new_zeros(x.shape[0], 1, *x.shape[2:], dtype=torch.promote_types(x.dtype, torch.float32))
         square = torch.zeros_like(mean)
         for c in range(x.shape[1]):
             channel = x[:, c:c + 1]
             mean.add_(channel)
             square.addcmul_(channel, channel)
         ctx.save_for_backward(x)
-        return mean.div_(x.shape[1]), square.div_(x.shape[1])
+        return mean.div_(x.shape[1]).to(x.dtype), square.div_(x.shape[1]).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_mean: Tensor, grad_square: Tensor):
@@ -111,6 +112,7 @@ class _LocalCorrelation(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         fine, coarse = ctx.saved_tensors
         cells, width = ctx.cells, ctx.width
+        grad = grad.to(fine.dtype)  # under autocast the forward's bmm ran (and returned) in lower precision
         rows = [grad[..., 3 * row:3 * row + 3] for row in range(3)]  # [cells, 4, 3] per candidate row
         grad_fine = grad_coarse = None
         if ctx.needs_input_grad[0]:
