@@ -210,7 +210,7 @@ class HCClustering(BaseModule, ClusterRecorder):
         # a DC offset of 10 / 100 / 1000 channel std, unit embeddings)
         mean, square = _ChannelMoments.apply(x)
         rstd = torch.rsqrt((square - mean.square()).clamp_min(0) + norm.eps).view(b, h * w, 1)
-        y = torch.bmm(x.view(b, c, h * w).transpose(1, 2), w_g.t().expand(b, c, -1))  # [B, HW, E]
+        y = torch.bmm(x.reshape(b, c, h * w).transpose(1, 2), w_g.t().expand(b, c, -1))  # [B, HW, E]
         y = torch.addcmul(weight @ norm.bias, torch.addcmul(y, mean.view(b, h * w, 1), w_g.sum(1), value=-1), rstd)
         return F.normalize(y, dim=-1).view(b, h, w, -1).permute(0, 3, 1, 2)
 
