@@ -1,0 +1,150 @@
+"""``torch.compile`` checks: graph breaks, equality with eager, eager vs compiled latency, compile time.
+
+Graph breaks are found with ``torch._dynamo.explain`` (dynamo only, no backend compile) and grouped by cause and
+by the mmcluster function where they happen (file and function, not line, so the grouping survives edits).
+Every cause known today is listed in :data:`KNOWN_BREAKS` with the reason it stays; ``docs/deployment.md``
+explains each, and ``tests/test_deployment/test_compile.py`` fails on a break outside the list.
+"""
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .models import compare_outputs
+from .timing import interleaved_ms
+
+__all__ = ['GraphBreak', 'CompileResult', 'KNOWN_BREAKS', 'graph_breaks', 'unknown_breaks', 'compile_check']
+
+#: ``(file under mmcluster/, function)`` -> why dynamo breaks the graph there (``docs/deployment.md``)
+KNOWN_BREAKS: Dict[Tuple[str, str], str] = {
+    ('models/utils/input_check.py', 'check_images'):
+        'input validation: `bool(torch.isfinite(x).all())` is a data-dependent Python branch (NaN / Inf '
+        'pixels raise); one break at the backbone entry',
+    ('models/layers/dpc_knn.py', '_validate'):
+        'input validation of DPC-kNN: `bool(torch.isfinite(x).all())`, data-dependent branch',
+    ('models/layers/dpc_knn.py', '_scores'):
+        'DPC-kNN pass 2b: the number of local density peaks that need a full distance row '
+        '(`int(counts.max())`) sets the size of the work: a data-dependent shape',
+    ('models/layers/context_cluster.py', '_build_layout'):
+        'CoC region layout: built once per (H, W) with `int(t.max())`, `nonzero` and a Python `bool`, then '
+        'cached (`lru_cache`); dynamo cannot trace the cache, so every call traces the build',
+}
+
+
+@dataclass
+class GraphBreak:
+    """One cause of graph breaks: the reason's first line, the mmcluster function, and how often it broke."""
+    reason: str
+    where: Tuple[str, str]
+    count: int = 1
+
+    @property
+    def known(self) -> bool:
+        return self.where in KNOWN_BREAKS
+
+    def __str__(self) -> str:
+        return f'{self.where[0]}:{self.where[1]} x{self.count}: {self.reason}'
+
+
+@dataclass
+class CompileResult:
+    """What :func:`compile_check` measured (``error`` set when compiling or running the compiled model failed)."""
+    name: str
+    backend: str
+    graphs: Optional[int] = None
+    breaks: List[GraphBreak] = field(default_factory=list)
+    compile_s: Optional[float] = None
+    eager_ms: Optional[float] = None
+    compiled_ms: Optional[float] = None
+    max_abs: Optional[float] = None
+    max_rel: Optional[float] = None
+    assign_agree: Optional[float] = None
+    error: Optional[str] = None
+
+    @property
+    def num_breaks(self) -> Optional[int]:
+        return None if self.graphs is None else sum(b.count for b in self.breaks)
+
+
+def _where(frames: List[Any]) -> Tuple[str, str]:
+    """The innermost frame inside mmcluster as ``(path under mmcluster/, function)`` (else the innermost)."""
+    for frame in reversed(frames or []):
+        path = frame.filename.replace('\\', '/')
+        if '/mmcluster/' in path and '/deployment/' not in path:
+            return path.rsplit('/mmcluster/', 1)[1], frame.name
+    if frames:
+        return frames[-1].filename.rsplit('/', 1)[-1], frames[-1].name
+    return '?', '?'
+
+
+def graph_breaks(fn: Callable, *args: Any) -> Tuple[int, List[GraphBreak]]:
+    """``(number of graphs, causes of graph breaks)`` of ``fn(*args)`` under dynamo (no gradient).
+
+    Args:
+        fn: a module or function.
+        *args: its example inputs.
+    """
+    torch._dynamo.reset()
+    with torch.no_grad():
+        explanation = torch._dynamo.explain(fn)(*args)
+    counts: Counter = Counter()
+    for b in explanation.break_reasons:
+        reason = next((line.strip() for line in str(b.reason).splitlines() if line.strip()), '?')
+        counts[(reason, _where(b.user_stack))] += 1
+    torch._dynamo.reset()
+    return explanation.graph_count, [GraphBreak(reason, where, n) for (reason, where), n in counts.items()]
+
+
+def unknown_breaks(breaks: List[GraphBreak]) -> List[GraphBreak]:
+    """The breaks whose place is not in :data:`KNOWN_BREAKS` (a new cause, to fix or to document)."""
+    return [b for b in breaks if not b.known]
+
+
+def compile_check(name: str, module: nn.Module, x: Tensor, backend: str = 'inductor', rounds: int = 5,
+                  explain: bool = True, timing: bool = True) -> CompileResult:
+    """Compile ``module`` for input ``x`` and compare it with eager (inference, no gradient).
+
+    Args:
+        name: the row's name.
+        module: a :class:`~mmcluster.deployment.models.DeployWrapper` (or any module returning tensors).
+        x: the input.
+        backend: ``torch.compile`` backend (``'inductor'``; ``'aot_eager'`` / ``'eager'`` check tracing only).
+        rounds: interleaved timing rounds (median).
+        explain: also count the graph breaks with ``torch._dynamo.explain``.
+        timing: measure eager and compiled latency.
+
+    Returns:
+        A :class:`CompileResult`; ``compile_s`` is the first compiled call (compile + one run) minus one eager
+        run.
+    """
+    result = CompileResult(name=name, backend=backend)
+    try:
+        with torch.no_grad():
+            start = time.perf_counter()
+            ref = module(x)
+            eager_once = time.perf_counter() - start
+        if explain:
+            result.graphs, result.breaks = graph_breaks(module, x)
+        torch._dynamo.reset()
+        compiled = torch.compile(module, backend=backend, dynamic=False)
+        with torch.no_grad():
+            start = time.perf_counter()
+            out = compiled(x)
+            result.compile_s = max(time.perf_counter() - start - eager_once, 0.0)
+            diff = compare_outputs(ref, out)
+            if diff['shape_errors']:
+                raise RuntimeError(f'compiled outputs differ in shape: {diff["shape_errors"]}')
+            result.max_abs, result.max_rel, result.assign_agree = diff['max_abs'], diff['max_rel'], diff['assign_agree']
+            if timing:
+                ms = interleaved_ms(dict(eager=lambda: module(x), compiled=lambda: compiled(x)), rounds=rounds)
+                result.eager_ms, result.compiled_ms = ms['eager'], ms['compiled']
+    except Exception as e:  # reported in the row: one model failing must not hide the others
+        result.error = f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'
+        result.error += ' @ ' + ' <- '.join(f'{f.name}' for f in traceback.extract_tb(e.__traceback__)[-3:])
+    finally:
+        torch._dynamo.reset()
+    return result

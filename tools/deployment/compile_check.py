@@ -1,0 +1,120 @@
+"""torch.compile check of every registered backbone and of the toy configs' whole models (their heads).
+
+For each model: the graph breaks (``torch._dynamo.explain``, grouped by cause and mmcluster function), the
+compiled outputs against eager (features and cluster assignments), eager vs compiled latency (one thread,
+median of interleaved rounds) and the compile time. One thread is used for everything.
+
+Examples::
+
+    python tools/deployment/compile_check.py                          # every backbone (smallest variant)
+    python tools/deployment/compile_check.py --backbones ClusTR --shape 224 224
+    python tools/deployment/compile_check.py --configs configs/hcformer/hcformer_r18_1xb8-toy_ade20k-256x256.py
+    python tools/deployment/compile_check.py --toy-configs --backend aot_eager   # every head, tracing only
+"""
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+
+from mmcluster.deployment.compile_check import KNOWN_BREAKS, CompileResult, compile_check
+from mmcluster.deployment.models import (DeployWrapper, backbone_classes, backbone_label, build_backbone,
+                                         build_config_model, example_data_samples, find_backbone, smallest_variant,
+                                         toy_configs)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--backbones', nargs='*', default=None,
+                        help='backbone class names, or "all" (the default, unless --configs / --toy-configs are given)')
+    parser.add_argument('--configs', nargs='*', default=[], help='configs whose whole model to compile')
+    parser.add_argument('--toy-configs', action='store_true', help='also every configs/<family>/*toy*.py')
+    parser.add_argument('--shape', nargs=2, type=int, default=(64, 96), metavar=('H', 'W'), help='input size')
+    parser.add_argument('--backend', default='inductor', help='torch.compile backend (inductor, aot_eager, eager)')
+    parser.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds')
+    parser.add_argument('--no-timing', action='store_true', help='only check compile + equality')
+    parser.add_argument('--json', default=None, help='also write the rows to this JSON file')
+    return parser.parse_args(argv)
+
+
+def _fmt(value, spec: str = '.1f') -> str:
+    return '-' if value is None else format(value, spec)
+
+
+def table(results: List[CompileResult]) -> str:
+    """The Markdown table of ``results`` (the one in docs/deployment.md)."""
+    lines = ['| model | backend | compiles, equal | graphs / breaks | eager ms | compiled ms | speed-up | '
+             'compile s | max rel diff | assign agree |', '|' + '---|' * 10]
+    for r in results:
+        ok = 'error: ' + r.error if r.error else ('yes' if (r.max_rel or 0) <= 1e-4 and r.assign_agree in (None, 1.0)
+                                                   else 'outputs differ')
+        speed = None if not (r.eager_ms and r.compiled_ms) else r.eager_ms / r.compiled_ms
+        graphs = '-' if r.graphs is None else f'{r.graphs} / {r.num_breaks}'
+        lines.append(f'| {r.name} | {r.backend} | {ok} | {graphs} | {_fmt(r.eager_ms)} | {_fmt(r.compiled_ms)} | '
+                     f'{_fmt(speed, ".2f")} | {_fmt(r.compile_s)} | {_fmt(r.max_rel, ".1e")} | '
+                     f'{_fmt(r.assign_agree, ".3f")} |')
+    return '\n'.join(lines)
+
+
+def break_list(results: List[CompileResult]) -> str:
+    """Every cause of graph breaks, with the models it appears in and why it stays."""
+    causes = {}
+    for r in results:
+        for b in r.breaks:
+            causes.setdefault(b.where, dict(reason=b.reason, models=[]))['models'].append(f'{r.name} x{b.count}')
+    lines = []
+    for where, info in sorted(causes.items()):
+        why = KNOWN_BREAKS.get(where, 'NEW (not in KNOWN_BREAKS): fix it or document it')
+        lines.append(f'- mmcluster/{where[0]}:{where[1]} — {info["reason"]}\n    in: {", ".join(info["models"])}\n'
+                     f'    why: {why}')
+    return '\n'.join(lines) or '- none'
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    torch._logging.set_logs(dynamo=logging.ERROR)  # the breaks are reported in the table, not as warnings
+    shape = tuple(args.shape)
+    x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    jobs = []
+    names = args.backbones
+    if names is None:  # every backbone, unless only configs were asked for
+        names = [] if (args.configs or args.toy_configs) else ['all']
+    classes = backbone_classes() if 'all' in names else [find_backbone(n) for n in names]
+    for cls in classes:
+        variant = smallest_variant(cls)
+        jobs.append((backbone_label(cls, variant), lambda cls=cls, variant=variant: build_backbone(cls, variant)))
+    configs = [Path(c) for c in args.configs] + (toy_configs(REPO) if args.toy_configs else [])
+    for config in configs:
+        jobs.append((config.stem, lambda config=config: build_config_model(config)))
+    results = []
+    for name, make in jobs:
+        print(f'[compile_check] {name} ...', file=sys.stderr, flush=True)
+        try:
+            model = make()
+            samples = example_data_samples(model, shape)
+            wrapper = DeployWrapper(model, samples)
+        except Exception as e:  # a model that cannot be built is a row, not a crash
+            results.append(CompileResult(name=name, backend=args.backend, error=f'build: {type(e).__name__}: {e}'))
+            continue
+        result = compile_check(name, wrapper, x, backend=args.backend, rounds=args.rounds, timing=not args.no_timing)
+        results.append(result)
+        print(f'[compile_check] {name}: {result.error or "ok"}', file=sys.stderr, flush=True)
+    print(f'torch {torch.__version__}, input 1x3x{shape[0]}x{shape[1]}, one thread, backend {args.backend}, '
+          f'median of {args.rounds} interleaved rounds\n')
+    print(table(results))
+    print('\nGraph breaks (cause, where, models, why it stays):')
+    print(break_list(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps([dict(vars(r), breaks=[str(b) for b in r.breaks]) for r in results],
+                                              indent=1))
+    return 0 if all(r.error is None for r in results) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
