@@ -2,7 +2,7 @@
 converters refuse files that are not checkpoints.
 
 * Resume: a clustering model of each toolkit (CoC classifier / mmpretrain, HCFormer semantic / mmseg,
-  kMaX-DeepLab panoptic / mmdet, the last marked slow) trains ``2 * STEPS`` iterations through mmengine's Runner
+  kMaX-DeepLab panoptic / mmdet; the last two marked slow) trains ``2 * STEPS`` iterations through mmengine's Runner
   (CPU, fixed seed), saving a checkpoint after ``STEPS``; a second Runner resumes from it (``resume=True``,
   ``load_from``) with the hooks ``tools/train.py`` adds, and must log the same losses for the iterations after the
   checkpoint as the uninterrupted run, and end with the same weights. (:class:`~mmcluster.engine.hooks.RNGStateHook`
@@ -44,8 +44,8 @@ RESUME_CASES = {
     'kmax_mmdet': ('configs/kmax_deeplab/kmax-deeplab_r18_1xb2-toy_coco-panoptic.py',
                    {'train_dataloader.batch_size': 1}),
 }
-#: about a minute on two cores (two Runner builds of the panoptic model and data set): run by `make test-slow`
-SLOW_CASES = ('kmax_mmdet', )
+#: a minute or more each on two busy cores (two Runner builds of a Mask2Former-style model): `make test-slow`
+SLOW_CASES = ('hcformer_mmseg', 'kmax_mmdet')
 
 
 def _config(name: str, work_dir: Path, iters: int, extra: Optional[Dict] = None):

@@ -1,7 +1,7 @@
 """Distributed training of clustering models (issue 13 item 6), on the CPU with gloo.
 
 * Two processes follow one: CoC-Tiny classification (mmpretrain; the token mixer clusters every image's points)
-  and ClusTR-T Semantic FPN (mmseg; DPC-kNN clustering in every attention layer) train ``ITERS`` iterations on a
+  and ClusTR-T Semantic FPN (mmseg; DPC-kNN clustering in every attention layer; marked slow) train ``ITERS`` iterations on a
   global batch of ``GLOBAL_BATCH`` images split over two torchrun processes (``torch.distributed.run``, launcher
   ``pytorch``, gloo through :mod:`mmcluster.compat`); the mean loss over ranks
   (:class:`~mmcluster.engine.hooks.GlobalLossHook`) and the final weights must equal those of one process
@@ -62,6 +62,8 @@ CASES = {
         'model.decode_head.dropout_ratio': 0.,
     }),
 }
+#: a few minutes on two busy cores (DPC-kNN at every layer, two processes): run by `make test-slow`
+SLOW_CASES = ('clustr_fpn_seg', )
 
 
 def case_config(name: str, work_dir: Path, batch_size: int, launcher: str, iters: int = ITERS):
@@ -113,11 +115,13 @@ def _env(toy_data: Path) -> Dict[str, str]:
 
 # --------------------------------------------------------------------------- two processes follow one
 @pytest.mark.dist
-def test_two_processes_follow_one(toy_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize('name', [n if n not in SLOW_CASES else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(CASES)])
+def test_two_processes_follow_one(name, toy_data, tmp_path, monkeypatch):
     pytest.importorskip('mmseg.models')
     pytest.importorskip('mmpretrain.models')
     import torch
-    names = sorted(CASES)
+    names = [name]
     cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={WORLD}', f'--master_port={free_port()}',
            __file__, '--worker', str(tmp_path / 'two'), '--batch-size', str(GLOBAL_BATCH // WORLD), *names]
     two = subprocess.run(cmd, env=_env(toy_data), cwd=REPO, capture_output=True, text=True, timeout=900)
