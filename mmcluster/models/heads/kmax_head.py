@@ -35,6 +35,7 @@ from mmcluster.models.layers.kmax_transformer_decoder import KMaXTransformerDeco
 from mmcluster.models.layers.kmeans_cross_attention import kmax_resize
 from mmcluster.models.losses.kmax_criterion import KMaXCriterion
 from mmcluster.models.necks.kmax_pixel_decoder import KMaXPixelDecoder
+from mmcluster.models.utils.input_check import check_finite_features
 from mmcluster.registry import MODELS, register_module
 
 __all__ = ['KMaXHead', 'KMaXFusionHead', 'kmax_panoptic_inference', 'subsample_to']
@@ -101,6 +102,7 @@ class KMaXHead(BaseModule):
 
     def forward(self, x: Sequence[Tensor], batch_data_samples=None) -> Dict:
         """Decoder outputs (see :class:`KMaXTransformerDecoder`) + ``aux_semantic_pred`` in training."""
+        check_finite_features(x, type(self).__name__)  # the kMaX configs use the toolkits' ResNet / ConvNeXt
         panoptic, semantic, multi_scale = self.pixel_decoder(x)
         out = self.transformer_decoder(multi_scale, panoptic)
         if self.training and self.aux_semantic_head is not None:

@@ -55,6 +55,15 @@ def check_images(x: Any, in_channels: int, owner: str) -> None:
                          f'{first}); images must be finite (check the image file and the normalisation std)')
 
 
+def check_finite_features(feats: Iterable[torch.Tensor], owner: str) -> None:
+    """Raise ``ValueError`` if a feature map handed to ``owner`` (a head behind a toolkit's backbone, which
+    checks nothing) holds NaN or Inf: the k-means / clustering steps would spread them into every prediction."""
+    for i, f in enumerate(feats):
+        if isinstance(f, torch.Tensor) and f.is_floating_point() and not bool(torch.isfinite(f).all()):
+            raise ValueError(f'{owner} got non-finite values (NaN or Inf) in input feature map {i} of shape '
+                             f'{tuple(f.shape)}: the images or the backbone produced them (images must be finite)')
+
+
 def module_label(module: nn.Module) -> str:
     """``Class(arch=...)`` / ``Class(depth=...)`` when the module records its variant, else ``Class``."""
     name = type(module).__name__
