@@ -13,7 +13,9 @@ def test_tcformer_formulation_clusters_like_dpc_knn():
     for seed, (n, c) in enumerate([(40, 6), (97, 16)]):
         x = torch.randn(2, n, c, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         m = math.ceil(n / 8)
-        assert torch.equal(perf.tcformer_dpc_knn(x, m), dpc_knn(x, m)[0])
+        idx, centers = perf.tcformer_dpc_knn(x, m)
+        ref_idx, ref_centers = dpc_knn(x, m)
+        assert torch.equal(idx, ref_idx) and torch.equal(centers, ref_centers)
 
 
 def test_quick_run_prints_every_row(capsys):
@@ -26,3 +28,18 @@ def test_quick_run_prints_every_row(capsys):
     coc = [r for r in res['rows'] if r['name'] == 'coc-tiny']
     assert coc[1]['macs'] == 3 * coc[0]['macs'] > 0  # training floor = 3 x the forward's multiply-adds
     assert all(r['ms'] > 0 for r in res['rows'])
+
+
+def test_inference_fast_paths_equal_the_eager_computation():
+    """CoC's fused fc1 + GELU (inference on a CPU) gives the eager (autograd) path's values."""
+    from mmcluster.models.backbones.context_cluster import ContextCluster
+    torch.manual_seed(0)
+    model = ContextCluster('tiny', out_indices=(0, 1, 2, 3)).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.2)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        fast = model(x)
+    eager = model(x)  # gradients enabled: no fused op
+    for a, b in zip(fast, eager):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-5)

@@ -37,7 +37,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -56,14 +56,15 @@ def _load_get_flops():
 
 # ----------------------------------------------------------------------------------------------- TCFormer
 @torch.no_grad()
-def tcformer_dpc_knn(x: torch.Tensor, num_clusters: int, k: int = 5) -> torch.Tensor:
+def tcformer_dpc_knn(x: torch.Tensor, num_clusters: int, k: int = 5) -> Tuple[torch.Tensor, torch.Tensor]:
     """TCFormer's DPC-kNN formulation (Zeng et al., "Not All Tokens Are Equal", CVPR 2022, Sec. 3.2), batched.
 
     From the paper's description: one dense distance matrix ``d_ij = ||x_i - x_j|| / sqrt(C)`` per sample;
     density ``rho_i = exp(-mean of the k smallest d_ij^2)`` (self included) with a ``1e-6`` uniform noise
     against ties; ``delta_i`` = the distance to the nearest denser token, or the largest distance of the
     sample for the densest token; score ``rho_i * delta_i``; the ``M`` best scores are the centres and every
-    token joins its nearest centre. Returns ``idx_cluster [B, N]`` (cluster ``m`` = the ``m``-th best score).
+    token joins its nearest centre. Returns ``idx_cluster [B, N]`` (cluster ``m`` = the ``m``-th best score) and
+    ``centers [B, M]`` (token indices), as :func:`~mmcluster.models.layers.dpc_knn.dpc_knn`.
     The baseline of :func:`main`; not used by any model.
     """
     B, N, C = x.shape
@@ -78,7 +79,7 @@ def tcformer_dpc_knn(x: torch.Tensor, num_clusters: int, k: int = 5) -> torch.Te
     to_centers = torch.gather(dist, 1, centers[..., None].expand(B, num_clusters, N))  # [B, M, N]
     idx = to_centers.argmin(dim=1)
     idx.scatter_(1, centers, torch.arange(num_clusters).expand(B, num_clusters))
-    return idx
+    return idx, centers
 
 
 # ----------------------------------------------------------------------------------------------- targets
@@ -218,11 +219,14 @@ def run_rounds(targets: Sequence[Target], ops: Sequence[OpPair], rounds: int, wa
 
 
 def dpc_agreement(op: OpPair) -> float:
-    """Fraction of tokens that both formulations put in the same cluster on the benchmark input (a sanity
-    check, not a test: ``torch.cdist`` rounds the distances differently, which can flip near-ties)."""
+    """Fraction of tokens whose cluster has the same centre token in both formulations on the benchmark input
+    (cluster ids are score ranks, so two near-equal scores swap the ids of whole clusters). A sanity check,
+    not a test: ``torch.cdist`` rounds the distances differently and TCFormer adds noise, which can flip
+    near-ties of the densities and scores."""
     from mmcluster.models.layers.dpc_knn import dpc_knn
     m = math.ceil(op.input.shape[1] / 16)
-    return float((dpc_knn(op.input, m)[0] == tcformer_dpc_knn(op.input, m)).float().mean())
+    (idx_a, cen_a), (idx_b, cen_b) = dpc_knn(op.input, m), tcformer_dpc_knn(op.input, m)
+    return float((torch.gather(cen_a, 1, idx_a) == torch.gather(cen_b, 1, idx_b)).float().mean())
 
 
 def profile(targets: Sequence[Target], mode: str, rows: int) -> None:

@@ -40,6 +40,9 @@ from mmcluster.registry import MODELS, register_module
 
 ARCH_KEYS = ('layers', 'embed_dims', 'mlp_ratios', 'heads', 'head_dim', 'proposal', 'fold')
 
+# oneDNN's fused linear + post-op (a private op of PyTorch's CPU build, used by its inductor); absent -> eager
+_HAS_FUSED_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+
 
 class PointReducer(nn.Module):
     """Points reducer: fuses the k nearest points of evenly spread anchors (a strided conv, key ``proj``)."""
@@ -68,7 +71,22 @@ class ClusterMlp(nn.Module):
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Channels-last input ``[..., C]`` -> ``[..., C]``."""
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        if self._fused_fc1_gelu(x):
+            # oneDNN's linear with bias and exact (erf) GELU as post-ops: one pass over the hidden activations
+            # instead of three (bias copy, GEMM, GELU); the same values (PyTorch's inductor uses this op)
+            h = torch.ops.mkldnn._linear_pointwise(x, self.fc1.weight, self.fc1.bias, 'gelu', [], 'none')
+        else:
+            h = self.act(self.fc1(x))
+        return self.drop(self.fc2(self.drop(h)))
+
+    def _fused_fc1_gelu(self, x: torch.Tensor) -> bool:
+        """Whether the fused oneDNN op may replace ``act(fc1(x))``: inference on a CPU in float32 (the op has
+        no backward and no autocast), eager mode (not while tracing, exporting or compiling), exact GELU."""
+        return (not torch.is_grad_enabled() and x.device.type == 'cpu' and x.dtype == torch.float32
+                and self.fc1.bias is not None and isinstance(self.act, nn.GELU) and self.act.approximate == 'none'
+                and _HAS_FUSED_LINEAR and not torch.is_autocast_enabled('cpu') and not torch.jit.is_tracing()
+                and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
+                and not torch.onnx.is_in_onnx_export())
 
 
 def group_norm_tokens(norm: nn.GroupNorm, tokens: torch.Tensor) -> torch.Tensor:
