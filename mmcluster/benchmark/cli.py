@@ -61,6 +61,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                      'machine\'s load does not stretch it) or by wall time (default otherwise; the only one on a GPU)')
     run.add_argument('--reuse', type=Path, nargs='+',
                      help='results folders whose parts not measured now are copied (the first that has a part)')
+    run.add_argument('--published-cache-only', action='store_true',
+                     help='published part: only the full-size counts already in <out>/published_cache.json; the '
+                     'others are listed as not measured (the counts take minutes per detector on a CPU)')
     run.add_argument('--accuracy-from', type=Path,
                      help='read the accuracy part from the protocol\'s per-run records (e.g. docs/benchmark/protocol, '
                      'written by python -m mmcluster.benchmark.protocol) instead of training')
@@ -118,7 +121,7 @@ def select_runs(runs: List[Any], tasks: Optional[Sequence[str]], models: Optiona
 #: the settings in ``meta`` that describe how a part was measured (copied with the part by ``--reuse``)
 PART_META = {'costs': ('rounds', 'repeats', 'warmup', 'batch', 'train_batch', 'threads', 'device', 'machine', 'torch',
                        'clock'),
-             'operators': ('op_rounds', 'clock'), 'accuracy': ('accuracy_status', ), 'published': ()}
+             'operators': ('op_rounds', 'op_clock'), 'accuracy': ('accuracy_status', ), 'published': ()}
 
 
 def reuse_parts(results: Dict[str, Any], folder: Path, measured: Sequence[str]) -> None:
@@ -186,10 +189,11 @@ def run(args: argparse.Namespace) -> Path:
     results: Dict[str, Any] = dict(meta=dict(
         command=f'python tools/benchmark.py {argv}', mode=args.mode, parts=args.parts,
         date=datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC'), machine=_machine(), device=args.device,
-        threads=args.threads, clock=args.clock, torch=torch.__version__, rounds=args.rounds, repeats=args.repeats,
+        threads=args.threads, clock=args.clock, op_clock=args.clock, torch=torch.__version__, rounds=args.rounds, repeats=args.repeats,
         warmup=args.warmup, batch=args.batch, train_batch=args.train_batch, op_rounds=args.op_rounds,
-        note='The CPU is shared with other work: single numbers are noisy, the ratios (measured in the same '
-             'interleaved rounds) are the robust result.'),
+        note='CPU time is not stretched by the load of a shared machine (shared caches and memory bandwidth still '
+             'add noise); wall-clock time on a loaded machine is. The ratios, measured in the same interleaved '
+             'rounds, are the robust result.'),
         costs=[], operators=[], accuracy=[], published=[])
     for folder in args.reuse or ():
         reuse_parts(results, folder, args.parts)
@@ -232,8 +236,13 @@ def run(args: argparse.Namespace) -> Path:
         results['meta']['accuracy_status'] = f'not run (`{accuracy_command(args.mode)}`)'
     if 'published' in args.parts:
         from .published import FULL_SIZE, measure_full_size
+        def not_measured(config, shape):
+            return dict(error='not measured in this pass (python tools/benchmark.py run --parts published '
+                        f'--out {out} resumes the count)')
+
+        counter = not_measured if args.published_cache_only else None
         results['published'] = timed_part('published', lambda: measure_full_size(
-            FULL_SIZE, cache=out / 'published_cache.json'))
+            FULL_SIZE, counter, cache=out / 'published_cache.json'))
     results['meta']['seconds'] = timings
     (out / 'results.json').write_text(json.dumps(results, indent=1))
     from .report import write_report

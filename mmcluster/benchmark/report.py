@@ -51,7 +51,7 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     def cell(x):
         return str(x).replace('|', '\\|')
 
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(' --- ' for _ in header) + '|']
+    lines = ['| ' + ' | '.join(cell(x) for x in header) + ' |', '|' + '|'.join(' --- ' for _ in header) + '|']
     lines += ['| ' + ' | '.join(cell(x) for x in row) + ' |' for row in rows]
     return '\n'.join(lines)
 
@@ -217,14 +217,18 @@ def load_results(folder: Path) -> Dict[str, Any]:
     return results
 
 
+CLOCK_WORDS = {'cpu': 'CPU time of the measuring thread', 'wall': 'wall-clock time'}
+
+
 def meta_lines(meta: Dict[str, Any]) -> str:
     """What was measured, where and how (the header of every table)."""
     m = meta
     return (f'Measured by `{m.get("command", "tools/benchmark.py")}` on {m.get("date", "?")}: {m.get("machine", "?")}, '
             f'device {m.get("device", "cpu")}, {m.get("threads", 1)} thread(s), torch {m.get("torch", "?")}; '
             f'model costs are medians over {m.get("rounds", "?")} interleaved rounds × {m.get("repeats", "?")} calls '
-            f'after {m.get("warmup", "?")} warm-up call(s), operator times medians over {m.get("op_rounds", "?")} '
-            f'rounds. {m.get("note", "")}'
+            f'after {m.get("warmup", "?")} warm-up call(s) ({CLOCK_WORDS.get(m.get("clock"), "time")}), operator '
+            f'times medians over {m.get("op_rounds", "?")} rounds ({CLOCK_WORDS.get(m.get("op_clock"), "time")}). '
+            f'{m.get("note", "")}'
             + ''.join(f' The {part} come from `{m[part + "_from"]}`.' for part in ('costs', 'operators', 'accuracy',
                                                                                   'published')
                       if m.get(part + '_from'))).strip()
