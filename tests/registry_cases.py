@@ -171,15 +171,36 @@ _TOY_MODELS: Dict[str, Tuple[torch.nn.Module, Dict[str, torch.Tensor]]] = {}
 
 
 def toy_model(path, train: bool = True) -> torch.nn.Module:
-    """:func:`build_toy_model` built once per session and handed out in its initial state each time (the
-    state dict is restored: a training step in one test does not leak into the next)."""
+    """:func:`build_toy_model` built once per session and handed out in its initial state each time: the
+    buffers (BatchNorm statistics) are restored and :func:`train_step` undoes its update, so a step in one test
+    does not leak into the next. Only the buffers are copied (the parameters would double the memory of ~20
+    cached models)."""
     key = str(path)
     if key not in _TOY_MODELS:
         model = build_toy_model(path)
-        _TOY_MODELS[key] = model, copy.deepcopy(model.state_dict())
-    model, state = _TOY_MODELS[key]
-    model.load_state_dict(state)
+        _TOY_MODELS[key] = model, {k: v.clone() for k, v in model.named_buffers()}
+    model, buffers = _TOY_MODELS[key]
+    with torch.no_grad():
+        for k, v in model.named_buffers():
+            v.copy_(buffers[k])
     model.train(train)
+    return model
+
+
+_BACKBONES: Dict[Tuple[type, Any], torch.nn.Module] = {}
+
+
+def cached_backbone(cls: type, variant: Any) -> torch.nn.Module:
+    """``build(cls, variant)`` with ``init_weights``, once per session, in eval mode (callers must not change
+    its parameters)."""
+    if (cls, variant) not in _BACKBONES:
+        torch.manual_seed(0)
+        model = build(cls, variant)
+        model.init_weights()
+        _BACKBONES[cls, variant] = model
+    model = _BACKBONES[cls, variant]
+    model.train(False)
+    model.zero_grad(set_to_none=True)
     return model
 
 
@@ -273,11 +294,12 @@ def _det_annotations(cfg, boxes, crowd: bool, h: int, w: int) -> Dict:
 
 def train_step(model: torch.nn.Module, batch: Dict, lr: float = 1e-3) -> Dict[str, Any]:
     """One training step as mmengine's ``BaseModel.train_step`` makes it (data preprocessor, ``mode='loss'``,
-    ``parse_losses``, backward, SGD update), keeping the gradients for inspection.
+    ``parse_losses``, backward, SGD update), then the update undone and the gradients released (the model is
+    shared by the tests, :func:`toy_model`).
 
     Returns:
-        ``losses`` (the parsed log values), ``loss`` (the total) and ``bad_grads`` (trainable parameters whose
-        gradient is not finite) and ``no_grads``.
+        ``losses`` (the parsed log values), ``loss`` (the total), ``bad_grads`` (trainable parameters whose
+        gradient is not finite) and ``no_grads`` (those without a gradient).
     """
     data = model.data_preprocessor(batch, True)
     losses = model(**data, mode='loss')
@@ -287,9 +309,16 @@ def train_step(model: torch.nn.Module, batch: Dict, lr: float = 1e-3) -> Dict[st
         p.grad = None
     loss.backward()
     bad = [n for n, p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
-    torch.optim.SGD([p for _, p in params], lr=lr).step()
-    return dict(loss=float(loss), losses={k: float(v) for k, v in log_vars.items()}, bad_grads=bad,
-                no_grads=[n for n, p in params if p.grad is None])
+    stepped = [p for _, p in params if p.grad is not None]
+    torch.optim.SGD(stepped, lr=lr).step()
+    result = dict(loss=float(loss.detach()), losses={k: float(v) for k, v in log_vars.items()}, bad_grads=bad,
+                  no_grads=[n for n, p in params if p.grad is None])
+    with torch.no_grad():
+        for p in stepped:
+            if torch.isfinite(p.grad).all():
+                p.add_(p.grad, alpha=lr)  # undo the plain SGD step
+            p.grad = None
+    return result
 
 
 def predict(model: torch.nn.Module, batch: Dict) -> List[Any]:
@@ -304,7 +333,7 @@ def check_predictions(samples: List[Any], size: Tuple[int, int]) -> str:
     from mmengine.structures import InstanceData, PixelData
     checked = []
     for sample in samples:
-        for key in sorted(k for k in sample.keys() if k.startswith('pred')):
+        for key in sorted(k for k in sample.keys() if k.startswith('pred') or k == 'seg_logits'):
             value = getattr(sample, key)
             items = dict(value.items()) if isinstance(value, (InstanceData, PixelData)) else {'': value}
             for name, t in items.items():
@@ -313,7 +342,7 @@ def check_predictions(samples: List[Any], size: Tuple[int, int]) -> str:
                 where = f'{key}.{name}' if name else key
                 if t.is_floating_point():
                     assert torch.isfinite(t).all(), f'{where}: non-finite values'
-                if isinstance(value, PixelData) or name == 'masks':
+                if isinstance(value, PixelData) or name == 'masks':  # rescaled to ori_shape
                     assert tuple(t.shape[-2:]) == tuple(size), f'{where}: shape {tuple(t.shape)}, input {size}'
             checked.append(key)
     assert checked, 'no prediction in the data samples'

@@ -20,8 +20,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry_cases import (build, check_predictions, one_thread, predict, smallest_cases, tensors,  # noqa: F401
-                            toy_batch, toy_config_scope, toy_configs, toy_model, train_step)
+from registry_cases import (cached_backbone, check_predictions, load_config, one_thread,  # noqa: F401
+                            predict, smallest_cases, tensors, toy_batch, toy_config_scope, toy_configs, toy_model,
+                            train_step)
 
 SMALLEST = list(smallest_cases())
 TOY_CONFIGS = toy_configs()
@@ -42,29 +43,24 @@ def config_id(path) -> str:
     return f'{path.parent.name}/{path.stem}'
 
 
-_BACKBONES = {}
+_STRIDES = {}
 
 
 def backbone(cls, variant):
-    """The backbone (built once per session: nothing here changes its weights) and the stride of each output,
-    read from a 64 x 64 input (64 = 2 x the largest stride of every backbone)."""
-    key = (cls, variant)
-    if key not in _BACKBONES:
-        torch.manual_seed(0)
-        model = build(cls, variant)
-        model.init_weights()
-        model.train(False)
+    """The shared backbone (``registry_cases.cached_backbone``) and the stride of each output, read from a
+    64 x 64 input (64 = 2 x the largest stride of every backbone)."""
+    model = cached_backbone(cls, variant)
+    if (cls, variant) not in _STRIDES:
         with torch.no_grad():
             outs = list(tensors(model(torch.zeros(1, 3, 64, 64))))
-        _BACKBONES[key] = model, [64 // o.shape[-1] for o in outs]
-    return _BACKBONES[key]
+        _STRIDES[cls, variant] = [64 // o.shape[-1] for o in outs]
+    return model, _STRIDES[cls, variant]
 
 
 def check_backbone(cls, variant, size, train: bool = False) -> str:
     """Forward at ``size`` (and backward when ``train``); finite outputs of ``ceil(size / stride)`` and of the
     declared ``out_channels``."""
     model, strides = backbone(cls, variant)
-    model.zero_grad(set_to_none=True)
     model.train(train)
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
     with torch.set_grad_enabled(train):
@@ -77,6 +73,7 @@ def check_backbone(cls, variant, size, train: bool = False) -> str:
     if train:
         sum((o * torch.randn_like(o)).sum() for o in outs).backward()
         bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        model.zero_grad(set_to_none=True)
         assert not bad, f'non-finite gradients: {bad[:5]}'
     return f'ok ({len(outs)} maps)'
 
@@ -128,7 +125,6 @@ BATCHNORM_ONE_VALUE = 'Expected more than 1 value per channel when training'
 def fixed_pad_size(path):
     """The ``BatchFixedSizePad`` size of a config's data preprocessor (Mask2Former-style training), if any:
     larger training images are invalid there (the config's pipeline crops to it first)."""
-    from registry_cases import load_config
     for aug in (load_config(path).model.get('data_preprocessor') or {}).get('batch_augments') or []:
         if aug.get('type', '').endswith('BatchFixedSizePad'):
             return tuple(aug['size'])
