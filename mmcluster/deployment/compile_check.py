@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .models import compare_outputs
+from .models import DeployWrapper, compare_outputs
 from .timing import interleaved_ms
 
 __all__ = ['GraphBreak', 'CompileResult', 'KNOWN_BREAKS', 'graph_breaks', 'unknown_breaks', 'compile_check']
@@ -29,6 +29,9 @@ KNOWN_BREAKS: Dict[Tuple[str, str], str] = {
     ('models/layers/dpc_knn.py', '_scores'):
         'DPC-kNN pass 2b: the number of local density peaks that need a full distance row '
         '(`int(counts.max())`) sets the size of the work: a data-dependent shape',
+    ('models/utils/cluster_record.py', 'record_clusters'):
+        'building a ClusterRecord (a dataclass appended to a Python list) while recording: only when the '
+        'assignments are asked for (the deployment wrapper; visualisation), never in plain inference',
     ('models/layers/context_cluster.py', '_build_layout'):
         'CoC region layout: built once per (H, W) with `int(t.max())`, `nonzero` and a Python `bool`, then '
         'cached (`lru_cache`); dynamo cannot trace the cache, so every call traces the build',
@@ -63,6 +66,7 @@ class CompileResult:
     max_abs: Optional[float] = None
     max_rel: Optional[float] = None
     assign_agree: Optional[float] = None
+    records_lost: bool = False
     error: Optional[str] = None
 
     @property
@@ -130,11 +134,23 @@ def compile_check(name: str, module: nn.Module, x: Tensor, backend: str = 'induc
         if explain:
             result.graphs, result.breaks = graph_breaks(module, x)
         torch._dynamo.reset()
-        compiled = torch.compile(module, backend=backend, dynamic=False)
+        if isinstance(module, DeployWrapper):  # compile the model; the records are gathered around it
+            inner = torch.compile(module.model, backend=backend, dynamic=False)
+
+            def compiled(inputs):
+                return module.run(inner, inputs)
+        else:
+            compiled = torch.compile(module, backend=backend, dynamic=False)
         with torch.no_grad():
             start = time.perf_counter()
             out = compiled(x)
             result.compile_s = max(time.perf_counter() - start - eager_once, 0.0)
+            if len(out) < len(ref) and isinstance(module, DeployWrapper):
+                # the cluster records were not gathered from the compiled model (known limitation: the
+                # record's list append is lost across dynamo's graph breaks); compare the model's outputs
+                n_model = sum(name.startswith('out') for name in module.output_names(x))
+                ref, out = ref[:n_model], out[:n_model]
+                result.records_lost = True
             diff = compare_outputs(ref, out)
             if diff['shape_errors']:
                 raise RuntimeError(f'compiled outputs differ in shape: {diff["shape_errors"]}')

@@ -9,7 +9,7 @@ optional checkpoint through the safe loader).
 import inspect
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +20,7 @@ from mmcluster.registry import MODELS
 
 __all__ = ['backbone_classes', 'variant_table', 'variant_argument', 'variants', 'smallest_variant',
            'build_backbone', 'backbone_label', 'find_backbone', 'toy_configs', 'build_config_model',
-           'DeployWrapper', 'flat_tensors', 'strip_eval_identities', 'compare_outputs',
+           'DeployWrapper', 'OnGrid', 'flat_tensors', 'strip_eval_identities', 'compare_outputs',
            'example_data_samples']
 
 TABLE_ATTRS = ('arch_settings', 'arch_zoo')
@@ -149,6 +149,18 @@ def record_labels(record: ClusterRecord) -> Tensor:
     return ids.to(torch.int64)
 
 
+class OnGrid(nn.Module):
+    """A token layer ``layer(tokens, hw)`` on a fixed grid ``hw`` as a function of the tokens alone (so that a
+    clustering layer can be compiled or exported by itself, e.g. ClusTR's ``ClusteringAttention``)."""
+
+    def __init__(self, layer: nn.Module, hw: Tuple[int, int]) -> None:
+        super().__init__()
+        self.layer, self.hw = layer, tuple(hw)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.layer(tokens, self.hw)
+
+
 def _is_eval_identity(module: nn.Module) -> bool:
     """Stochastic depth and dropout modules: the identity in eval mode."""
     return isinstance(module, nn.Dropout) or type(module).__name__ in ('DropPath', 'DropBlock')
@@ -211,15 +223,17 @@ class DeployWrapper(nn.Module):
                 module._cluster_sink = None
         self._records.clear()
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+    def run(self, model: Callable, x: Tensor) -> Tuple[Tensor, ...]:
+        """The wrapper's outputs with ``model`` (``self.model`` or a compiled version of it) doing the work: the
+        records are collected outside ``model``, so a compiled model needs no Python list in its graph."""
         self._records.clear()
-        if self.toolkit_model:
-            out = self.model(x, self.data_samples, mode='tensor')
-        else:
-            out = self.model(x)
+        out = model(x, self.data_samples, mode='tensor') if self.toolkit_model else model(x)
         labels = tuple(record_labels(r) for r in self._records)
         self._records.clear()
         return tuple(flat_tensors(out)) + labels
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        return self.run(self.model, x)
 
     def output_names(self, x: Tensor) -> List[str]:
         """``out{i}`` for the model's outputs, ``assign{j}:<module>[:step]`` for the cluster ids (runs once)."""

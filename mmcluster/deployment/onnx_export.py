@@ -15,12 +15,11 @@ lower index, i.e. a stable sort; ``index_add`` (merging tokens into clusters), w
 without reduction (wrong for repeated indices: the last token wins instead of the sum), becomes
 ``ScatterElements(reduction='add')``.
 """
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor

@@ -9,25 +9,16 @@ import torch
 from registry_cases import one_thread  # noqa: F401  (autouse: one thread per test)
 
 from mmcluster.deployment.compile_check import KNOWN_BREAKS, compile_check, graph_breaks, unknown_breaks
-from mmcluster.deployment.models import DeployWrapper, backbone_classes, build_backbone
+from mmcluster.deployment.models import DeployWrapper, OnGrid, backbone_classes, build_backbone
 from mmcluster.models.layers.clustering_attention import ClusteringAttention
 from mmcluster.models.layers.context_cluster import ContextClusterLayer
-
-
-class Tokens(torch.nn.Module):
-    def __init__(self, layer, hw):
-        super().__init__()
-        self.layer, self.hw = layer, hw
-
-    def forward(self, x):
-        return self.layer(x, self.hw)
 
 
 def _check(name, wrapper, x):
     result = compile_check(name, wrapper, x, backend='aot_eager', timing=False)
     assert result.error is None, result.error
     assert result.max_rel <= 1e-5, result
-    if wrapper.recorder_names:
+    if wrapper.recorder_names and not result.records_lost:
         assert result.assign_agree == 1.0, result
     assert not unknown_breaks(result.breaks), [str(b) for b in unknown_breaks(result.breaks)]
     return result
@@ -36,7 +27,7 @@ def _check(name, wrapper, x):
 def test_clustering_attention_compiles():
     """ClusTR's DPC-kNN attention: equal features and cluster ids; its breaks are DPC-kNN's documented ones."""
     torch.manual_seed(0)
-    wrapper = DeployWrapper(Tokens(ClusteringAttention(32, 2, ratios=(4, 2)), (6, 8)).train(False))
+    wrapper = DeployWrapper(OnGrid(ClusteringAttention(32, 2, ratios=(4, 2)), (6, 8)).train(False))
     result = _check('clustering_attention', wrapper, torch.randn(2, 48, 32))
     assert {b.where for b in result.breaks} <= {w for w in KNOWN_BREAKS if w[0].endswith('dpc_knn.py')}
 

@@ -15,8 +15,8 @@ from registry_cases import one_thread  # noqa: F401  (autouse: one thread per te
 
 pytest.importorskip('onnxruntime')
 
-from mmcluster.deployment.models import (DeployWrapper, backbone_classes, build_backbone, compare_outputs,  # noqa: E402
-                                         strip_eval_identities)
+from mmcluster.deployment.models import (DeployWrapper, OnGrid, backbone_classes, build_backbone,  # noqa: E402
+                                         compare_outputs, strip_eval_identities)
 from mmcluster.deployment.onnx_export import (check_onnx, export_and_check, export_onnx, ort_session,  # noqa: E402
                                               register_symbolics)
 from mmcluster.models.layers.clustering_attention import ClusteringAttention  # noqa: E402
@@ -62,24 +62,13 @@ def test_replaced_symbolics_match_torch(tmp_path):
                 torch.allclose(a, torch.as_tensor(b), atol=1e-6), name
 
 
-class Tokens(torch.nn.Module):
-    """A token layer on a fixed grid, as a function of one tensor (what DeployWrapper exports)."""
-
-    def __init__(self, layer, hw):
-        super().__init__()
-        self.layer, self.hw = layer, hw
-
-    def forward(self, x):
-        return self.layer(x, self.hw)
-
-
 @pytest.mark.xfail(not _dpc_rows_follow_trace(), strict=False,
                    reason='DPC-kNN freezes its number of density peaks when traced (docs/deployment.md)')
 def test_clustering_attention_export_new_inputs(tmp_path):
     """ClusTR's DPC-kNN clustering attention: equal features and equal cluster ids on inputs other than the
     export example (the number of density peaks differs between inputs)."""
     torch.manual_seed(0)
-    wrapper = DeployWrapper(Tokens(ClusteringAttention(32, 2, ratios=(4, 2)), (6, 8)).train(False))
+    wrapper = DeployWrapper(OnGrid(ClusteringAttention(32, 2, ratios=(4, 2)), (6, 8)).train(False))
     x = torch.randn(2, 48, 32)
     names = export_onnx(wrapper, x, tmp_path / 'attn.onnx', dynamic=False)
     assert sum(n.startswith('assign') for n in names) == 2  # one record per clustered scale

@@ -57,7 +57,7 @@ def table(results: List[CompileResult]) -> str:
         graphs = '-' if r.graphs is None else f'{r.graphs} / {r.num_breaks}'
         lines.append(f'| {r.name} | {r.backend} | {ok} | {graphs} | {_fmt(r.eager_ms)} | {_fmt(r.compiled_ms)} | '
                      f'{_fmt(speed, ".2f")} | {_fmt(r.compile_s)} | {_fmt(r.max_rel, ".1e")} | '
-                     f'{_fmt(r.assign_agree, ".3f")} |')
+                     f'{"records lost" if r.records_lost else _fmt(r.assign_agree, ".3f")} |')
     return '\n'.join(lines)
 
 
