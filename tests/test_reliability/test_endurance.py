@@ -44,7 +44,7 @@ def test_endurance_run_records_every_iteration():
     """The script's training loop (``run_model``, what each of its subprocesses runs), in this process."""
     tool = load_tool('tools/benchmark/endurance.py')
     iters = 3
-    record = tool.run_model('coc', iters, warmup=1)
+    record = tool.run_model('coc', iters, warmup=1, trim=True)
     assert len(record['rss']) == len(record['losses']) == iters
     assert all(math.isfinite(v) and v > 0 for v in record['rss'])
     assert all(math.isfinite(v) for v in record['losses'])

@@ -12,6 +12,7 @@ maps (segmentors). One thread; every model in its own subprocess so that its RSS
 
     python tools/benchmark/endurance.py                          # coc, clustr, hcformer: 300 iterations each
     python tools/benchmark/endurance.py --models coc --iters 50 --json out.json
+    python tools/benchmark/endurance.py --models clustr --trim   # RSS without glibc's free heap (leak or allocator?)
 
 Columns: ``rss@warm`` RSS (MiB) after the warm-up iterations (``--warmup``, default 20% of the run), ``rss@end``
 at the end, ``growth`` their difference, ``slope`` a least-squares fit of RSS over the iterations after the
@@ -36,6 +37,15 @@ MODELS: Dict[str, Tuple[str, str, Tuple[int, int], int]] = {
     'clustr': ('configs/clustr/clustr-t_1xb32-toy_imagenet.py', 'cls', (48, 160), 2),
     'hcformer': ('configs/hcformer/hcformer_r18_1xb8-toy_ade20k-256x256.py', 'seg', (64, 192), 2),
 }
+
+
+def malloc_trim() -> None:
+    """Ask glibc to return its free heap memory to the system (no-op where glibc is absent)."""
+    import ctypes
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def rss_mib() -> float:
@@ -89,8 +99,12 @@ def _num_classes(cfg, task: str) -> int:
     return int(head.num_classes)
 
 
-def run_model(name: str, iters: int, warmup: int, seed: int = 0) -> Dict:
-    """Train ``name`` in this process for ``iters`` iterations; the record of RSS and losses."""
+def run_model(name: str, iters: int, warmup: int, seed: int = 0, trim: bool = False) -> Dict:
+    """Train ``name`` in this process for ``iters`` iterations; the record of RSS and losses.
+
+    With ``trim`` glibc's free heap is returned to the system before each reading (:func:`malloc_trim`), so the
+    RSS counts memory still in use, not what the allocator keeps for later (which varies with the input sizes).
+    """
     import torch
     torch.set_num_threads(1)
     torch.manual_seed(seed)
@@ -106,8 +120,11 @@ def run_model(name: str, iters: int, warmup: int, seed: int = 0) -> Dict:
         sizes.add(size)
         log_vars = model.train_step(_batch(task, size, batch, classes, gen), optim_wrapper)
         losses.append(float(torch.as_tensor(log_vars['loss']).detach()))
+        if trim:
+            malloc_trim()
         rss.append(rss_mib())
-    return dict(model=name, config=config, iters=iters, warmup=warmup, sizes=len(sizes), rss=rss, losses=losses)
+    return dict(model=name, config=config, iters=iters, warmup=warmup, sizes=len(sizes), rss=rss, losses=losses,
+                trim=trim)
 
 
 def summarise(record: Dict) -> Dict:
@@ -127,9 +144,10 @@ def summarise(record: Dict) -> Dict:
                 loss_last=sum(losses[-k:]) / k)
 
 
-def _child(name: str, iters: int, warmup: int) -> Dict:
+def _child(name: str, iters: int, warmup: int, trim: bool) -> Dict:
     """Run one model in a fresh subprocess (its own RSS); its record, or ``dict(error=...)``."""
     cmd = [sys.executable, __file__, '--child', name, '--iters', str(iters), '--warmup', str(warmup)]
+    cmd += ['--trim'] if trim else []
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -145,22 +163,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--warmup', type=int, default=None, help='iterations before the reference RSS '
                         '(default: 20%% of --iters)')
     parser.add_argument('--json', type=Path, help='also write the records (RSS and loss per iteration) here')
+    parser.add_argument('--trim', action='store_true', help="glibc malloc_trim(0) before every RSS reading: "
+                        "memory in use, without the allocator's free heap")
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.iters < 2:
         parser.error(f'--iters must be at least 2, got {args.iters}')
     warmup = args.warmup if args.warmup is not None else max(1, args.iters // 5)
     if args.child:
-        print(json.dumps(run_model(args.child, args.iters, warmup)))
+        print(json.dumps(run_model(args.child, args.iters, warmup, trim=args.trim)))
         return 0
     print(f'endurance: {args.iters} iterations per model, a new random input size every iteration, one thread; '
-          f'reference RSS after {warmup} warm-up iterations')
+          f'reference RSS after {warmup} warm-up iterations' + (', malloc_trim before each reading' if args.trim
+                                                                  else ''))
     header = (f'{"model":>9} {"iters":>5} {"sizes":>5} {"rss@warm":>9} {"rss@end":>8} {"growth":>7} '
               f'{"slope/100it":>11} {"max":>7} {"finite":>6} {"loss first / last":>18}')
     print(header)
     records, failed = [], False
     for name in args.models:
-        record = _child(name, args.iters, warmup)
+        record = _child(name, args.iters, warmup, args.trim)
         records.append(record)
         if 'error' in record:
             print(f'{name:>9} ERROR: {record["error"]}', flush=True)
