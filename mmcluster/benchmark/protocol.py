@@ -389,7 +389,7 @@ def percent(key: str, value: Optional[float]) -> Optional[float]:
 
 def result_record(run: ProtocolRun, result: ToyRun, mode: str) -> Dict[str, Any]:
     """The JSON record of one protocol run: what was trained, the final metrics and the learning curve, every
-    metric in percent (:func:`percent`); ``wall_s``: the subprocess's wall time, or without it (a record rebuilt
+    metric in percent (:func:`percent`); ``iters``: the iterations trained at the last validation; ``wall_s``: the subprocess's wall time, or without it (a record rebuilt
     from a work dir) the wall time from the first iteration to the end of the last validation."""
     curve = [{k: percent(k, r[k]) if k in run.metrics else r[k]
               for k in ('iter', 'train_s', 'val_s', 'wall_s', *run.metrics) if k in r} for r in result.val_curve]
@@ -399,7 +399,7 @@ def result_record(run: ProtocolRun, result: ToyRun, mode: str) -> Dict[str, Any]
         key=run.key, task=run.task, model=run.model, family=run.family, is_baseline=run.is_baseline,
         config=str(run.config.relative_to(REPO)), mode=mode, budget_cpu_minutes=budget_minutes(mode),
         val_every_cpu_minutes=val_every_minutes(mode), input_size=list(run.input_size),
-        schedule=dict(SCHEDULES[run.task].__dict__), iters=result.iters, wall_s=round(wall, 1),
+        schedule=dict(SCHEDULES[run.task].__dict__), iters=final.get('iter', result.iters), wall_s=round(wall, 1),
         train_cpu_s=result.val_curve[-1]['train_s'] if result.val_curve else None, units='percent',
         metrics={k: percent(k, final.get(k)) for k in run.metrics},
         targets=TARGETS[run.task] if run.is_baseline else {}, curve=curve)
