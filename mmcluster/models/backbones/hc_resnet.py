@@ -151,6 +151,10 @@ class HCResNet(ResNet):
         elif down is not None:  # avg_down: [AvgPool, conv(stride 1), norm] -> keep it, make init reach it
             block.downsample = Sequential(*list(down))
 
+    def train(self, mode: bool = True) -> 'HCResNet':
+        super().train(mode)  # re-applies the freezing; mmdet's ``train`` returns None, nn.Module's self
+        return self
+
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if not self.first_block_outs:
             return super().forward(x)

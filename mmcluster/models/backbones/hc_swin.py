@@ -59,6 +59,10 @@ class HCSwinTransformer(SwinTransformer):
         outs = [c[i] for i in self.out_indices]
         return outs + (c[:-1] + c[1:] if self.pair_outs else [])
 
+    def train(self, mode: bool = True) -> 'HCSwinTransformer':
+        super().train(mode)  # re-applies the freezing; mmdet's ``train`` returns None, nn.Module's self
+        return self
+
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if not self.pair_outs:
             return tuple(super().forward(x))

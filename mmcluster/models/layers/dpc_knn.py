@@ -272,7 +272,9 @@ def _scores(x: torch.Tensor, k: int, valid: Optional[torch.Tensor], dist_scale: 
     # once: each sample's rows that need it come first in ``rows [B, R]``; padding rows (other tokens, so the
     # indices of a sample stay distinct) are computed and written back unchanged
     counts = need.sum(dim=1)
-    num_rows = int(counts.max())
+    # a traced graph (ONNX export, torch.jit.trace) must hold for every input of its size, not only for the
+    # number of peaks of the example: take every row then (the padding rows are written back unchanged)
+    num_rows = N if torch.jit.is_tracing() else int(counts.max())
     if num_rows > 0:
         rows = torch.sort((~need).to(torch.uint8), dim=1, stable=True).indices[:, :num_rows]
         live = torch.arange(num_rows, device=dev).unsqueeze(0) < counts.unsqueeze(1)
