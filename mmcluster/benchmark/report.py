@@ -59,7 +59,12 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def parse_markdown_table(text: str) -> List[Dict[str, str]]:
     """Rows of the first markdown table in ``text`` as dicts (header -> cell); the inverse of
     :func:`markdown_table` for the tests and for readers of ``tables.md``."""
-    lines = [l.strip() for l in text.splitlines() if l.strip().startswith('|')]
+    lines: List[str] = []
+    for line in text.splitlines():
+        if line.strip().startswith('|'):
+            lines.append(line.strip())
+        elif lines:  # the first table ended
+            break
     if len(lines) < 2:
         return []
     split = lambda line: [c.strip().replace('\\|', '|') for c in re.split(r'(?<!\\)\|', line.strip())[1:-1]]
