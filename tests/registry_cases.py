@@ -8,76 +8,17 @@ variant is passed as ``arch`` (or ``depth``, mmdet ResNet style) as the table's 
 without a table is built with its defaults.
 """
 import copy
-import inspect
-import sys
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import torch
 
 import mmcluster  # noqa: F401  (registration)
-from mmcluster.registry import MODELS
-
-TABLE_ATTRS = ('arch_settings', 'arch_zoo')
-MODULE_TABLES = ('ARCH_SETTINGS', )
-
-
-def backbones() -> List[type]:
-    classes = {cls for cls in MODELS.module_dict.values() if cls.__module__.startswith('mmcluster.models.backbones')}
-    return sorted(classes, key=lambda c: c.__name__)
-
-
-def variant_table(cls: type) -> Optional[Dict[Any, Any]]:
-    """The class's table of named variants (class attribute, else its module's ``ARCH_SETTINGS``)."""
-    for attr in TABLE_ATTRS:
-        table = inspect.getattr_static(cls, attr, None)
-        if isinstance(table, dict) and table:
-            return table
-    module = sys.modules[cls.__module__]
-    for attr in MODULE_TABLES:
-        table = getattr(module, attr, None)
-        if isinstance(table, dict) and table:
-            return table
-    return None
-
-
-def variant_argument(cls: type) -> Optional[str]:
-    """``arch`` (mmcluster convention) or ``depth`` (mmdet's ResNet family)."""
-    params = set()
-    for klass in cls.__mro__:  # subclasses that take **kwargs pass them to a parent's signature
-        if '__init__' in vars(klass):
-            params |= set(inspect.signature(klass.__init__).parameters)
-    return next((name for name in ('arch', 'depth') if name in params), None)
-
-
-def variants(cls: type) -> List[Any]:
-    """The variant keys of ``cls`` (``[None]``: build with the defaults)."""
-    table = variant_table(cls)
-    if table is None or variant_argument(cls) is None:
-        return [None]
-    return list(table)
-
-
-def build(cls: type, variant: Any = None, **kwargs: Any) -> torch.nn.Module:
-    if variant is not None:
-        kwargs[variant_argument(cls)] = variant
-    return cls(**kwargs)
-
-
-def num_params(cls: type, variant: Any) -> int:
-    """Parameter count of a variant (built on the meta device where its constructor allows, else on the CPU)."""
-    try:
-        with torch.device('meta'):
-            model = build(cls, variant)
-    except (NotImplementedError, RuntimeError):  # a constructor that reads tensor values (``.tolist()``)
-        model = build(cls, variant)
-    return sum(p.numel() for p in model.parameters())
-
-
-def smallest_variant(cls: type) -> Any:
-    """The variant with the fewest parameters (``None`` for a backbone without a table)."""
-    keys = variants(cls)
-    return keys[0] if len(keys) == 1 else min(keys, key=lambda key: num_params(cls, key))
+# re-exported for the suites (``from registry_cases import variants, build, ...``)
+from mmcluster.models.utils.discovery import backbone_classes as backbones
+from mmcluster.models.utils.discovery import build_backbone as build  # noqa: F401
+from mmcluster.models.utils.discovery import num_params, variant_argument, variant_table, variants  # noqa: F401
+from mmcluster.models.utils.discovery import smallest_variant
 
 
 def cases() -> Iterator[Tuple[type, Any]]:

@@ -6,8 +6,6 @@ backbone is compiled and exported without being listed. Whole models (classifier
 built from a config with :func:`mmcluster.visualization.inference.build_model` (no download; weights from an
 optional checkpoint through the safe loader).
 """
-import inspect
-import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -15,80 +13,24 @@ import torch
 from torch import Tensor, nn
 
 import mmcluster  # noqa: F401  (registration)
+from mmcluster.models.utils import discovery
 from mmcluster.models.utils.cluster_record import ClusterRecord, ClusterRecorder
-from mmcluster.registry import MODELS
+from mmcluster.models.utils.discovery import (backbone_classes, smallest_variant, variant_argument,  # noqa: F401
+                                              variant_table, variants)
 
 __all__ = ['backbone_classes', 'variant_table', 'variant_argument', 'variants', 'smallest_variant',
            'build_backbone', 'backbone_label', 'find_backbone', 'toy_configs', 'build_config_model',
            'DeployWrapper', 'OnGrid', 'flat_tensors', 'strip_eval_identities', 'compare_outputs',
            'example_data_samples']
 
-TABLE_ATTRS = ('arch_settings', 'arch_zoo')
-MODULE_TABLES = ('ARCH_SETTINGS', )
 #: families whose toy configs use mmcluster heads / necks (``configs/baselines`` holds the toolkits' models)
 CONFIG_FAMILIES = ('context_cluster', 'clustr', 'hcformer', 'clusterformer', 'kmax_deeplab')
 
 
 # ------------------------------------------------------------------------------------------------ backbones
-def backbone_classes() -> List[type]:
-    """Every registered backbone class of mmcluster, sorted by name."""
-    classes = {cls for cls in MODELS.module_dict.values() if cls.__module__.startswith('mmcluster.models.backbones')}
-    return sorted(classes, key=lambda c: c.__name__)
-
-
-def variant_table(cls: type) -> Optional[Dict[Any, Any]]:
-    """The class's table of named variants (class attribute, else its module's ``ARCH_SETTINGS``)."""
-    for attr in TABLE_ATTRS:
-        table = inspect.getattr_static(cls, attr, None)
-        if isinstance(table, dict) and table:
-            return table
-    module = sys.modules[cls.__module__]
-    for attr in MODULE_TABLES:
-        table = getattr(module, attr, None)
-        if isinstance(table, dict) and table:
-            return table
-    return None
-
-
-def variant_argument(cls: type) -> Optional[str]:
-    """``arch`` (mmcluster convention) or ``depth`` (mmdet's ResNet family)."""
-    params = set()
-    for klass in cls.__mro__:  # subclasses that take **kwargs pass them to a parent's signature
-        if '__init__' in vars(klass):
-            params |= set(inspect.signature(klass.__init__).parameters)
-    return next((name for name in ('arch', 'depth') if name in params), None)
-
-
-def variants(cls: type) -> List[Any]:
-    """The variant keys of ``cls`` (``[None]``: build with the defaults)."""
-    table = variant_table(cls)
-    if table is None or variant_argument(cls) is None:
-        return [None]
-    return list(table)
-
-
 def build_backbone(cls: type, variant: Any = None, **kwargs: Any) -> nn.Module:
     """``cls`` built as ``variant`` (passed as ``arch`` or ``depth``), in eval mode."""
-    if variant is not None:
-        kwargs[variant_argument(cls)] = variant
-    model = cls(**kwargs)
-    model.train(False)  # not ``.eval()`` chained: mmdet's ResNet.train returns None (HCResNet inherits it)
-    return model
-
-
-def _num_params(cls: type, variant: Any) -> int:
-    try:
-        with torch.device('meta'):
-            model = build_backbone(cls, variant)
-    except (NotImplementedError, RuntimeError):  # a constructor that reads tensor values (``.tolist()``)
-        model = build_backbone(cls, variant)
-    return sum(p.numel() for p in model.parameters())
-
-
-def smallest_variant(cls: type) -> Any:
-    """The variant with the fewest parameters (``None`` for a backbone without a table)."""
-    keys = variants(cls)
-    return keys[0] if len(keys) == 1 else min(keys, key=lambda key: _num_params(cls, key))
+    return discovery.build_backbone(cls, variant, **kwargs).eval()
 
 
 def backbone_label(cls: type, variant: Any) -> str:
