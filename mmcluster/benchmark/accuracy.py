@@ -14,14 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from mmcluster.utils.toy_run import ToyRun
 
-#: metric keys that mmdet reports as fractions (shown as percentages, like the papers' AP)
-FRACTION_PREFIXES = ('coco/', )
-
-
 def display_value(key: str, value: Any) -> Any:
-    """A metric as the papers print it: mmdet's COCO AP fractions in percent, everything else as is."""
-    if isinstance(value, (int, float)) and key.startswith(FRACTION_PREFIXES):
-        return 100.0 * value
+    """A metric as the tables show it: as the run recorded it (the toy runs' COCO AP is already in percent,
+    like the papers': e.g. ``coco/bbox_mAP`` 1.0 beside ``coco/bbox_mAP_50`` 3.9 in the protocol's records)."""
     return value
 
 
