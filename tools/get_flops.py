@@ -203,7 +203,8 @@ def analyse(config, shape: Optional[Sequence[int]] = None, backbone_only: bool =
     if len(shape) == 1:
         shape = (shape[0], shape[0])
     height, width = (int(s) for s in shape)
-    model = build_model(cfg, backbone_only).eval()
+    model = build_model(cfg, backbone_only)
+    model.eval()  # not chained: mmdet's and mmseg's ResNet.train return None
     inputs = torch.randn(1, in_channels, height, width)
     traced: nn.Module = model
     if not backbone_only and 'mode' in _forward_params(model):

@@ -140,3 +140,26 @@ def test_cli_toolkits(tmp_path, capsys):
     det = gf.analyse(COC / 'mask-rcnn_coc-tiny-25_fpn_1xb2-toy_coco.py', (64, 96),
                      cfg_options={'model.test_cfg.rpn.max_per_img': 10})
     assert det['scope'] == 'mmdet' and det['model'] == 'MaskRCNN' and det['flops'] > backbone['flops']
+
+
+@pytest.mark.parametrize('config', ['hcformer/hcformer_r18_1xb4-toy_coco-panoptic.py',
+                                    'kmax_deeplab/kmax-deeplab_r18_1xb2-toy_coco-panoptic.py'])
+def test_models_with_custom_autograd_ops_trace(config):
+    """HCFormer's clustering and kMaX's k-means update use custom autograd Functions on the CPU, which the jit
+    tracer behind the counter cannot record; under tracing they take their plain-op forms."""
+    whole = gf.analyse(REPO / 'configs' / config, (64, 64))
+    backbone = gf.analyse(REPO / 'configs' / config, (64, 64), backbone_only=True)
+    assert whole['params'] > backbone['params'] > 0 and whole['flops'] > backbone['flops'] > 0
+
+
+def test_traced_plain_forms_equal_the_custom_functions():
+    from mmcluster.models.layers.hc_clustering import HCClustering
+    from mmcluster.models.layers.kmeans_cross_attention import kmeans_update
+    torch.manual_seed(0)
+    clustering = HCClustering(8, 16, embed_dims=8).eval()
+    fine, coarse = torch.randn(2, 8, 9, 12) + 3.0, torch.randn(2, 16, 5, 6)
+    traced = torch.jit.trace(clustering, (fine, coarse), check_trace=False)
+    torch.testing.assert_close(traced(fine, coarse), clustering(fine, coarse), rtol=1e-5, atol=1e-6)
+    logits, values = torch.randn(2, 7, 30), torch.randn(2, 5, 30)
+    traced_update = torch.jit.trace(kmeans_update, (logits, values), check_trace=False)
+    torch.testing.assert_close(traced_update(logits, values), kmeans_update(logits, values))

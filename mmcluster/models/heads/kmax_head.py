@@ -212,7 +212,7 @@ class KMaXFusionHead(BaseModule):
         results = []
         for cls, masks, sample in zip(mask_cls_results, mask_pred_results, batch_data_samples):
             meta = sample.metainfo
-            align_corners = masks.shape[-1] % 2 == 1
+            align_corners = int(masks.shape[-1]) % 2 == 1
             h, w = meta['img_shape'][:2]
             masks = masks[:, :h, :w]
             if rescale:

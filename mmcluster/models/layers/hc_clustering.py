@@ -87,6 +87,13 @@ def _candidate_rows(coarse: Tensor, row: int, cells: int, width: int) -> Tensor:
     return coarse.as_strided((cells, 3, e), (e, e, 1), coarse.storage_offset() + row * width * e)
 
 
+def _local_correlation(fine: Tensor, coarse: Tensor, cells: int, width: int) -> Tensor:
+    """The forward of :class:`_LocalCorrelation` (autograd's own backward, used when tracing: the jit tracer
+    cannot record a custom Function called with Python ints)."""
+    return torch.cat([torch.bmm(fine[:cells], _candidate_rows(coarse, row, cells, width).transpose(1, 2))
+                      for row in range(3)], dim=-1)
+
+
 class _LocalCorrelation(torch.autograd.Function):
     """``s[n, p, k] = <f[n, p], c[n + o_k]>`` on a flat grid of padded width: the 3x3 local correlation of
     the 4 fine pixels of window ``n`` with their 9 candidate cells, as 3 batched ``[4, E] x [E, 3]`` products
@@ -104,9 +111,7 @@ class _LocalCorrelation(torch.autograd.Function):
     def forward(ctx, fine: Tensor, coarse: Tensor, cells: int, width: int) -> Tensor:
         ctx.save_for_backward(fine, coarse)
         ctx.cells, ctx.width = cells, width
-        f = fine[:cells]
-        return torch.cat([torch.bmm(f, _candidate_rows(coarse, row, cells, width).transpose(1, 2))
-                          for row in range(3)], dim=-1)
+        return _local_correlation(fine, coarse, cells, width)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -208,7 +213,10 @@ class HCClustering(BaseModule, ClusterRecorder):
         w_g = weight * norm.weight  # W' = W diag(g)
         # E[x] and E[x^2] (float32 error vs LN in float64: 2e-7 for zero-mean inputs, 2e-6 / 1.5e-5 / 1.4e-4 for
         # a DC offset of 10 / 100 / 1000 channel std, unit embeddings)
-        mean, square = _ChannelMoments.apply(x)
+        if torch.jit.is_tracing():  # a plain graph for tracers (get_flops, ONNX): same values
+            mean, square = x.mean(1, keepdim=True), x.square().mean(1, keepdim=True)
+        else:
+            mean, square = _ChannelMoments.apply(x)
         rstd = torch.rsqrt((square - mean.square()).clamp_min(0) + norm.eps).view(b, h * w, 1)
         y = torch.bmm(x.reshape(b, c, h * w).transpose(1, 2), w_g.t().expand(b, c, -1))  # [B, HW, E]
         y = torch.addcmul(weight @ norm.bias, torch.addcmul(y, mean.view(b, h * w, 1), w_g.sum(1), value=-1), rstd)
@@ -229,8 +237,8 @@ class HCClustering(BaseModule, ClusterRecorder):
         c = F.pad(self._embed(coarse, self.coarse_norm, self.coarse_emb).permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 2))
         e = c.shape[-1]
         cells = (b - 1) * rows * width + hc * width  # up to the last map's last window row
-        sims = _LocalCorrelation.apply(f.reshape(b * rows * width, 4, e), c.reshape(b * rows * width, e), cells,
-                                       width)
+        correlate = _local_correlation if torch.jit.is_tracing() else _LocalCorrelation.apply
+        sims = correlate(f.reshape(b * rows * width, 4, e), c.reshape(b * rows * width, e), cells, width)
         sims = F.pad(sims, (0, 0, 0, 0, 0, b * rows * width - cells)).view(b, rows, width, 4, NUM_CANDIDATES)
         return sims[:, :hc, :wc]
 

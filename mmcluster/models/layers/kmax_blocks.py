@@ -123,7 +123,8 @@ class KMaXResizedFuse(nn.Module):
                              if high_in_channels != out_channels else None)
 
     def forward(self, lowres_x: Tensor, highres_x: Tensor) -> Tensor:
-        align_corners = lowres_x.shape[-1] % 2 == 1
+        # a Python bool also under tracing (get_flops, ONNX), where a shape element is a tensor
+        align_corners = int(lowres_x.shape[-1]) % 2 == 1
         if self.conv_bn_low is not None:
             lowres_x = self.conv_bn_low(F.gelu(lowres_x))
         lowres_x = F.interpolate(lowres_x, size=highres_x.shape[2:], mode='bilinear', align_corners=align_corners)

@@ -55,7 +55,7 @@ class KMaXASPP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         pooled = self._image_pool(x)
-        pooled = F.interpolate(pooled, size=x.shape[-2:], mode='bilinear', align_corners=x.shape[-1] % 2 == 1)
+        pooled = F.interpolate(pooled, size=x.shape[-2:], mode='bilinear', align_corners=int(x.shape[-1]) % 2 == 1)
         out = torch.cat([self.aspp_conv0(x), self.aspp_conv1(x), self.aspp_conv2(x), self.aspp_conv3(x), pooled], 1)
         return self.proj_drop(self.proj_conv_bn_act(out))
 
@@ -100,7 +100,7 @@ class KMaXSemanticPredictor(nn.Module):
     def forward(self, x: Tensor, low_features_os8: Tensor, low_features_os4: Tensor) -> Tensor:
         if self.use_decoder:
             x = self.aspp(x)
-            align_corners = x.shape[-1] % 2 == 1
+            align_corners = int(x.shape[-1]) % 2 == 1
             for proj, conv0, conv1, low in (
                     (self.low_level_projection_os8, self.low_level_fusion_os8_conv0_bn_act,
                      self.low_level_fusion_os8_conv1_bn_act, low_features_os8),

@@ -83,7 +83,7 @@ class DropPath(nn.Module):
 
 def kmax_resize(x: Tensor, size) -> Tensor:
     """Bilinear resize with the official TF convention ``align_corners = (target W % 2 == 1)``."""
-    size = tuple(size)
+    size = tuple(int(s) for s in size)  # Python ints also under tracing (get_flops, ONNX)
     if tuple(x.shape[-2:]) == size:
         return x
     return F.interpolate(x, size=size, mode='bilinear', align_corners=size[-1] % 2 == 1)
@@ -138,8 +138,9 @@ def kmeans_update(mask_logits: Tensor, pixel_value: Tensor, index: Optional[Tens
     if index is None:
         index = kmeans_assignment(mask_logits)
     num_clusters = mask_logits.shape[1]
-    if pixel_value.device.type != 'cpu':  # accelerators: the dense product is fast and, unlike a scatter-add
-        # with atomics on CUDA, deterministic
+    # accelerators: the dense product is fast and, unlike a scatter-add with atomics on CUDA, deterministic;
+    # tracers (get_flops, ONNX) cannot record a custom Function called with a Python int
+    if pixel_value.device.type != 'cpu' or torch.jit.is_tracing():
         onehot = F.one_hot(index, num_clusters).to(pixel_value.dtype)  # [B, HW, L]
         return torch.bmm(pixel_value, onehot)
     return _ClusterSum.apply(pixel_value, index, num_clusters)
