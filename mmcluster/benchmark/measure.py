@@ -26,7 +26,6 @@ is the median over all rounds (``repeats`` calls per round, after ``warmup`` unt
 import math
 import os
 import statistics
-import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
+
+from mmcluster.utils.timing import CLOCKS
 
 from .flops import count as count_flops
 
@@ -102,9 +103,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-#: ``cpu``: CPU time of the calling thread (``time.thread_time``): with one torch thread all the work runs in it,
-#: and a shared machine's load, which stretches wall time arbitrarily, does not enter; ``wall``: elapsed time
-CLOCKS = {'cpu': time.thread_time, 'wall': time.perf_counter}
 
 
 def default_clock(device: str, threads: int) -> str:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .models import DeployWrapper, compare_outputs
-from .timing import interleaved_ms
+from mmcluster.utils.timing import interleaved_ms
 
 __all__ = ['GraphBreak', 'CompileResult', 'KNOWN_BREAKS', 'graph_breaks', 'unknown_breaks', 'compile_check']
 

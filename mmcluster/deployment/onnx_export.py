@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .models import DeployWrapper, compare_outputs
-from .timing import interleaved_ms
+from mmcluster.utils.timing import interleaved_ms
 
 __all__ = ['OPSET', 'SizeCheck', 'ExportResult', 'register_symbolics', 'export_onnx', 'ort_session', 'check_onnx',
            'benchmark_onnx']

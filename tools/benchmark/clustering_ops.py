@@ -37,14 +37,14 @@ The official formulations are re-expressed here from the released code (same ope
   mask predictor) is the same in both and is not part of this case.
 """
 import argparse
-import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmcluster.utils.timing import CLOCKS, interleaved_ms
 
 
 @dataclass
@@ -239,24 +239,9 @@ def max_diff(a: Sequence[Optional[Tensor]], b: Sequence[Optional[Tensor]]) -> fl
     return worst
 
 
-#: clocks of ``--clock``: the CPU time of this (the one measuring) thread, which the other processes of a shared
-#: machine do not stretch, or wall time
-CLOCKS = {'cpu': time.thread_time, 'wall': time.perf_counter}
-
-
 def interleaved(fns: Dict[str, Callable[[], object]], rounds: int, clock: str = 'cpu') -> Dict[str, float]:
-    """Median seconds of each function over ``rounds`` interleaved rounds (order reversed every round)."""
-    now = CLOCKS[clock]
-    names = list(fns)
-    for name in names:  # warm-up
-        fns[name]()
-    times: Dict[str, List[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            start = now()
-            fns[name]()
-            times[name].append(now() - start)
-    return {name: statistics.median(v) for name, v in times.items()}
+    """Median seconds of each function over ``rounds`` interleaved rounds after one warm-up call each."""
+    return {name: ms / 1e3 for name, ms in interleaved_ms(fns, rounds=rounds, warmup=1, clock=clock).items()}
 
 
 def measure(case: Case, modes: Sequence[str], rounds: int, tol: float, clock: str = 'cpu') -> List[dict]:

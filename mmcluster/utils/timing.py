@@ -1,23 +1,33 @@
 """Latency by interleaved rounds: every candidate runs once per round (order reversed every other round), so a
-slow phase of a shared machine falls on all of them alike; the median over rounds is reported."""
+slow phase of a shared machine falls on all of them alike; the median over rounds is reported. Shared by the
+benchmark (``mmcluster/benchmark``), the deployment checks and ``tools/benchmark/clustering_ops.py``."""
 import statistics
 import time
 from typing import Callable, Dict, List
 
+#: ``cpu``: CPU time of the calling thread (with one torch thread all the work runs in it, and the other processes
+#: of a shared machine do not stretch it); ``wall``: elapsed time
+CLOCKS = {'cpu': time.thread_time, 'wall': time.perf_counter}
 
-def interleaved_ms(fns: Dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1) -> Dict[str, float]:
+
+def interleaved_ms(fns: Dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1,
+                   clock: str = 'wall') -> Dict[str, float]:
     """Median milliseconds of each function over ``rounds`` interleaved rounds, after ``warmup`` calls each.
 
     Args:
         fns: name -> function of no argument.
         rounds: measured rounds (one call of each function per round).
         warmup: unmeasured calls of each function first.
+        clock: a key of :data:`CLOCKS`.
 
     Returns:
         name -> median milliseconds.
     """
     if rounds < 1:
         raise ValueError(f'rounds must be >= 1, got {rounds}')
+    if clock not in CLOCKS:
+        raise ValueError(f'unknown clock {clock!r}; valid: {sorted(CLOCKS)}')
+    now = CLOCKS[clock]
     names = list(fns)
     for name in names:
         for _ in range(warmup):
@@ -25,7 +35,7 @@ def interleaved_ms(fns: Dict[str, Callable[[], object]], rounds: int = 5, warmup
     times: Dict[str, List[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
-            start = time.perf_counter()
+            start = now()
             fns[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(now() - start)
     return {name: 1e3 * statistics.median(v) for name, v in times.items()}
