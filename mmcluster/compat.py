@@ -19,6 +19,10 @@ has a test in ``tests/test_compat.py`` that fails without it.
    ``torch.cuda.set_device`` and its runner always passes ``device_ids=[LOCAL_RANK]`` to DDP; both
    fail without a GPU, and NCCL does not exist there. Without CUDA we use ``gloo`` and no device ids.
    With CUDA nothing changes (plain NCCL DDP).
+   ``SyncBN`` (``nn.SyncBatchNorm``, what the full configs use) refuses CPU tensors once a process group
+   exists; on the CPU its statistics are all-reduced over gloo instead (:func:`cpu_sync_batch_norm`, autograd
+   through ``torch.distributed.nn``), so a CPU run of several processes normalises over the global batch exactly
+   as one process does. On GPUs torch's own kernel runs.
 3. **``pkg_resources``** (mmengine, mmcv's setup and mim import it) was removed in setuptools 82;
    torch 2.14 needs setuptools >= 77. ``tools/setup/setup_env.sh`` pins the window ``>=77,<82`` (nothing
    to patch at run time; ``tests/test_compat.py`` checks the window and that ``mim`` runs).
@@ -121,6 +125,86 @@ def _patch_cpu_distributed() -> None:
         original_ddp_init(self, module, detect_anomalous_params=detect_anomalous_params, **kwargs)
 
     MMDistributedDataParallel.__init__ = ddp_init
+
+    original_sync_bn_check = MMDistributedDataParallel._passing_sync_batchnorm_handle
+
+    @functools.wraps(original_sync_bn_check)
+    def sync_bn_check(self, module) -> None:
+        if self.device_type != 'cpu':  # torch's check: SyncBN needs a GPU; on the CPU ours runs instead
+            original_sync_bn_check(self, module)
+
+    MMDistributedDataParallel._passing_sync_batchnorm_handle = sync_bn_check
+    _patch_cpu_sync_batch_norm()
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """``all_reduce(SUM)`` with its gradient: every rank's loss depends on every rank's input, so the gradient
+    of the sum of the losses reaching this rank is the sum over ranks of the incoming gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:
+        ctx.group = group
+        out = tensor.clone()
+        torch.distributed.all_reduce(out, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
+def cpu_sync_batch_norm(input: torch.Tensor, bn: torch.nn.SyncBatchNorm, momentum: float,
+                        process_group) -> torch.Tensor:
+    """Batch normalisation of ``input`` (``[N, C, ...]``) over the batches of every rank of ``process_group``.
+
+    Two all-reduces (sums and counts, then squared deviations from the global mean), each differentiable
+    (:class:`_SumOverRanks`), give the
+    global batch's mean and biased variance as one process computes them; running statistics are updated with
+    the unbiased variance, as ``F.batch_norm`` does.
+    """
+    reduce_dims = [0] + list(range(2, input.dim()))
+    shape = (1, -1) + (1, ) * (input.dim() - 2)
+    count = input.new_full((1, ), input.numel() / input.shape[1])
+    sums = _SumOverRanks.apply(torch.cat([input.sum(reduce_dims), count]), process_group)
+    total = sums[-1]
+    mean = sums[:-1] / total
+    centred = input - mean.view(shape)
+    var = _SumOverRanks.apply((centred * centred).sum(reduce_dims), process_group) / total
+    out = centred * torch.rsqrt(var + bn.eps).view(shape)
+    if bn.affine:
+        out = out * bn.weight.view(shape) + bn.bias.view(shape)
+    if bn.track_running_stats and bn.running_mean is not None:
+        with torch.no_grad():
+            unbiased = var * (total / (total - 1).clamp(min=1))
+            bn.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+            bn.running_var.mul_(1 - momentum).add_(unbiased.detach(), alpha=momentum)
+    return out
+
+
+def _patch_cpu_sync_batch_norm() -> None:
+    original_forward: Callable = torch.nn.SyncBatchNorm.forward
+    if getattr(original_forward, '_mmcluster_cpu', False):
+        return
+
+    @functools.wraps(original_forward)
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        dist = torch.distributed
+        group = self.process_group or (dist.group.WORLD if dist.is_available() else None)
+        if not (self.training and input.device.type == 'cpu' and dist.is_available() and dist.is_initialized()
+                and dist.get_world_size(group) > 1):
+            return original_forward(self, input)
+        self._check_input_dim(input)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative moving average, as torch's
+                momentum = 1.0 / float(self.num_batches_tracked)
+        return cpu_sync_batch_norm(input, self, momentum, group)
+
+    forward._mmcluster_cpu = True  # type: ignore[attr-defined]
+    torch.nn.SyncBatchNorm.forward = forward
 
 
 def apply() -> List[str]:

@@ -137,6 +137,63 @@ def test_pytorch_launcher_and_ddp_on_cpu(tmp_path):
     assert 'OK 1 1.0' in out.stdout
 
 
+_SYNC_BN_SNIPPET = textwrap.dedent("""
+    import os, sys
+    import torch, torch.nn as nn
+    import torch.multiprocessing as mp
+
+    def rank_main(rank, world, init_file, out_dir):
+        import mmcluster  # noqa: F401
+        torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
+                                             world_size=world)
+        torch.manual_seed(0)
+        x = torch.randn(5, 3, 4, 2, dtype=torch.float64) * 3 + 1   # the global batch, split by rank
+        target = torch.randn(5, 3, 4, 2, dtype=torch.float64)
+        rows = [slice(0, 2), slice(2, 5)][rank]  # unequal halves: counts must be summed, not assumed
+        bn = nn.SyncBatchNorm(3, momentum=0.3).double()
+        with torch.no_grad():
+            bn.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))
+            bn.bias.copy_(torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64))
+        xr = x[rows].clone().requires_grad_()
+        out = bn(xr)
+        ((out - target[rows]) ** 3).sum().backward()
+        torch.save(dict(out=out.detach(), grad=xr.grad, weight_grad=bn.weight.grad, bias_grad=bn.bias.grad,
+                        running_mean=bn.running_mean, running_var=bn.running_var), f'{out_dir}/{rank}.pt')
+
+    if __name__ == '__main__':
+        mp.spawn(rank_main, args=(2, sys.argv[1], sys.argv[2]), nprocs=2)
+""")
+
+
+def test_sync_batch_norm_on_cpu_normalises_over_every_rank(tmp_path):
+    """Two gloo ranks holding 2 and 3 images give what BatchNorm gives on all 5 (outputs, input and weight
+    gradients, running statistics); without the fix torch refuses CPU tensors in SyncBatchNorm."""
+    script = tmp_path / 'sync_bn.py'
+    script.write_text(_SYNC_BN_SNIPPET)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / 'init'), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f'{r}.pt') for r in range(2)]
+
+    torch.manual_seed(0)
+    x = (torch.randn(5, 3, 4, 2, dtype=torch.float64) * 3 + 1).requires_grad_()
+    target = torch.randn(5, 3, 4, 2, dtype=torch.float64)
+    weight = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    bias = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64, requires_grad=True)
+    running_mean, running_var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    want = torch.nn.functional.batch_norm(x, running_mean, running_var, weight, bias, True, 0.3, 1e-5)
+    ((want - target)**3).sum().backward()
+
+    torch.testing.assert_close(torch.cat([r['out'] for r in ranks]), want.detach())
+    torch.testing.assert_close(torch.cat([r['grad'] for r in ranks]), x.grad)
+    # each rank holds the gradient of its own loss; DDP sums (then averages) them across ranks
+    torch.testing.assert_close(ranks[0]['weight_grad'] + ranks[1]['weight_grad'], weight.grad)
+    torch.testing.assert_close(ranks[0]['bias_grad'] + ranks[1]['bias_grad'], bias.grad)
+    for r in ranks:
+        torch.testing.assert_close(r['running_mean'], running_mean)
+        torch.testing.assert_close(r['running_var'], running_var)
+
+
 def test_setuptools_window_keeps_pkg_resources():
     import setuptools
     major = int(setuptools.__version__.split('.')[0])

@@ -1,7 +1,8 @@
 """Distributed training of clustering models (issue 13 item 6), on the CPU with gloo.
 
-* Two processes follow one: CoC-Tiny classification (mmpretrain; the token mixer clusters every image's points)
-  and ClusTR-T Semantic FPN (mmseg; DPC-kNN clustering in every attention layer; marked slow) train ``ITERS`` iterations on a
+* Two processes follow one: CoC-Tiny classification (mmpretrain; the token mixer clusters every image's points),
+  ClusTR-T Semantic FPN (mmseg; DPC-kNN clustering in every attention layer; slow) and kMaX-DeepLab R-18 panoptic
+  (mmdet; k-means cross-attention, sampled pixel losses; slow) train ``ITERS`` iterations on a
   global batch of ``GLOBAL_BATCH`` images split over two torchrun processes (``torch.distributed.run``, launcher
   ``pytorch``, gloo through :mod:`mmcluster.compat`); the mean loss over ranks
   (:class:`~mmcluster.engine.hooks.GlobalLossHook`) and the final weights must equal those of one process
@@ -9,22 +10,30 @@
 
   - deterministic data (the test pipeline, fixed-size images, no shuffling): random augmentations draw from
     per-process generators, and padding to the largest image of a *per-rank* batch changes the padded size;
-  - no BatchNorm statistics over the batch: the CoC classifier normalises with GroupNorm(1, C) and ClusTR with
-    LayerNorm; the Semantic FPN head's BatchNorm is replaced by GroupNorm (SyncBN, what the real configs use,
-    needs CUDA; plain BN would normalise each rank's half-batch separately, a different model);
+  - BatchNorm statistics over the global batch: the CoC classifier normalises with GroupNorm(1, C) and ClusTR
+    with LayerNorm; the Semantic FPN head's BatchNorm is replaced by GroupNorm, and kMaX-DeepLab's by SyncBN (its
+    official norm), which :mod:`mmcluster.compat` all-reduces over gloo on the CPU (plain BN would normalise each
+    rank's half-batch separately, a different model);
   - no random draws in the training step: each process draws its own dropout masks (the Semantic FPN head's
     ``dropout_ratio=0.1``, set to 0 here), stochastic-depth paths (``drop_path_rate=0`` in these toy configs) and
-    sampled points, so a split batch draws different numbers than the whole one;
+    sampled points, so a split batch draws different numbers than the whole one (kMaX's auxiliary semantic
+    head: ``aspp_dropout=0``);
   - the clusterings are computed per image (DPC-kNN's density and distance indicators, CoC's centres pooled per
-    image), so they do not depend on the batch: a batch of two equals two of one
-    (``tests/test_reliability/test_numerics.py``). k-means-style heads with sampled losses (kMaX-DeepLab,
-    Mask2Former-style HCFormer point sampling) draw from torch's generator per rank (the point above), so
-    their two-process run is not the one-process run sample for sample; they are not part of this comparison.
+    image, kMaX's k-means assignments and Hungarian matching), so they do not depend on the batch: a batch of two
+    equals two of one (``tests/test_reliability/test_numerics.py``), and kMaX's losses are means over images;
+  - sampled losses sample everything: kMaX-DeepLab's pixel-wise losses draw ``sample_k`` (1024) of the stride-4
+    pixels by Gumbel top-k, which at 64x96 (384 pixels) takes every pixel, in a random order the losses do not
+    depend on. Mask2Former-style point sampling (HCFormer's head, mmdet's losses) draws continuous random points
+    per rank and normalises its class loss by each rank's own weight sum, so its two-process run is not the
+    one-process run sample for sample; it is not part of this comparison.
 
   The one-process reference runs in the pytest process (the same Runner code with ``launcher='none'``); the two
   processes run this file as their script (``--worker``).
 * A worker that dies (SIGKILL to rank 1 mid-training) ends the whole run within a bounded time with torchrun's
-  error naming the rank and the signal, instead of the other rank waiting in an all-reduce forever.
+  error naming the rank and the signal, instead of the other rank waiting in an all-reduce forever. A worker
+  that hangs (SIGSTOP: alive but silent; slow) ends it after the process-group timeout
+  (``--cfg-options env_cfg.dist_cfg.timeout=SECONDS``, :data:`HANG_TIMEOUT_S` here), the waiting rank naming
+  the timeout.
 * ``tools/slurm_train.sh`` / ``tools/slurm_test.sh`` hand ``srun`` the arguments mmdet's scripts do (a fake
   ``srun`` on ``PATH`` records them; there is no SLURM here).
 """
@@ -61,9 +70,19 @@ CASES = {
         'model.decode_head.norm_cfg': dict(type='GN', num_groups=8, requires_grad=True),
         'model.decode_head.dropout_ratio': 0.,
     }),
+    'kmax_panoptic': ('configs/kmax_deeplab/kmax-deeplab_r18_1xb2-toy_coco-panoptic.py', {
+        'train_dataloader.dataset.pipeline': [
+            dict(type='LoadImageFromFile', to_float32=True),
+            dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True),
+            dict(type='Resize', scale=(96, 64), keep_ratio=False), dict(type='PackDetInputs')],
+        # the official norm (SyncBN, ./_base_/kmax_deeplab.py), on gloo through mmcluster.compat
+        'model.backbone.norm_cfg': dict(type='SyncBN', requires_grad=True),
+        'model.panoptic_head.norm_cfg': dict(type='SyncBN', eps=1e-3, momentum=0.1),
+        'model.panoptic_head.aux_semantic_head.aspp_dropout': 0.,
+    }),
 }
 #: a few minutes on two busy cores (DPC-kNN at every layer, two processes): run by `make test-slow`
-SLOW_CASES = ('clustr_fpn_seg', )
+SLOW_CASES = ('clustr_fpn_seg', 'kmax_panoptic')
 
 
 def case_config(name: str, work_dir: Path, batch_size: int, launcher: str, iters: int = ITERS):
@@ -193,22 +212,32 @@ def _alive(pid: int) -> bool:
 #: seconds from the kill to the end of the run that count as "bounded" (torchrun's monitor notices a dead worker
 #: within its monitor interval, then stops the other one)
 DEATH_BOUND_S = 120
+#: the process-group timeout of the hang case (``env_cfg.dist_cfg.timeout``; mmengine's default is torch's 30
+#: minutes): the rank left waiting in an all-reduce gives up after it, then torchrun stops the hung one (SIGTERM,
+#: SIGKILL 30 s later, since a stopped process does not act on SIGTERM)
+HANG_TIMEOUT_S = 20
+HANG_BOUND_S = HANG_TIMEOUT_S + 30 + 60
 
 
 @pytest.mark.dist
-def test_death_of_a_worker_ends_the_run(toy_data, tmp_path):
+@pytest.mark.parametrize('fault', ['dies', pytest.param('hangs', marks=pytest.mark.slow)])
+def test_a_failed_worker_ends_the_run(fault, toy_data, tmp_path):
+    """Rank 1 dies (SIGKILL) or hangs (SIGSTOP: alive, silent) mid-training; the run must end with an error that
+    names the failure within a bounded time, and no worker may outlive it."""
     pytest.importorskip('mmpretrain.models')
     config = tmp_path / 'coc_long.py'
     config.write_text(f'_base_ = {str(REPO / CASES["coc_cls"][0])!r}\n'
                       'train_dataloader = dict(num_workers=0, persistent_workers=False, batch_size=2)\n'
                       'train_cfg = dict(max_iters=100000, val_interval=100000)\n'
                       'default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=100000))\n')
+    options = ['--cfg-options', f'env_cfg.dist_cfg.timeout={HANG_TIMEOUT_S}'] if fault == 'hangs' else []
+    bound = HANG_BOUND_S if fault == 'hangs' else DEATH_BOUND_S
     log = tmp_path / 'dist.log'
     env = dict(_env(toy_data), PORT=str(free_port()), PYTHON=sys.executable)
     with open(log, 'w') as out:
         proc = subprocess.Popen(['bash', 'tools/dist_train.sh', str(config), str(WORLD), '--work-dir',
-                                 str(tmp_path / 'work')], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                 str(tmp_path / 'work'), *options], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     workers: Dict[int, int] = {}
     try:
         deadline = time.time() + 600
@@ -218,10 +247,10 @@ def test_death_of_a_worker_ends_the_run(toy_data, tmp_path):
             time.sleep(1)
         workers = _workers(proc.pid)
         assert sorted(workers) == list(range(WORLD)), workers
-        killed = time.time()
-        os.kill(workers[1], signal.SIGKILL)
-        rc = proc.wait(timeout=DEATH_BOUND_S)
-        ended_after = time.time() - killed
+        failed = time.time()
+        os.kill(workers[1], signal.SIGKILL if fault == 'dies' else signal.SIGSTOP)
+        rc = proc.wait(timeout=bound)
+        ended_after = time.time() - failed
         time.sleep(1)
         survivors = [pid for pid in workers.values() if _alive(pid)]
     finally:  # torchrun starts its workers in their own sessions: end them by pid too
@@ -235,9 +264,13 @@ def test_death_of_a_worker_ends_the_run(toy_data, tmp_path):
             proc.wait()
     text = log.read_text(errors='replace')
     assert rc != 0, text[-4000:]
-    assert 'ChildFailedError' in text and 'SIGKILL' in text and 'rank' in text, text[-4000:]
+    assert 'ChildFailedError' in text and 'rank' in text, text[-4000:]
+    if fault == 'dies':
+        assert 'SIGKILL' in text, text[-4000:]
+    else:  # the waiting rank names the timeout
+        assert re.search(r'[Tt]imed out|timeout', text), text[-4000:]
     assert not survivors, f'workers {survivors} outlived the run (waiting in a collective?)'
-    print(f'run ended {ended_after:.1f} s after the kill (bound {DEATH_BOUND_S} s), exit status {rc}')
+    print(f'rank 1 {fault}: the run ended {ended_after:.1f} s later (bound {bound} s), exit status {rc}')
 
 
 # --------------------------------------------------------------------------- SLURM scripts (fake srun)

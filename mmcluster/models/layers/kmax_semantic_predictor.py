@@ -25,10 +25,11 @@ __all__ = ['KMaXASPP', 'KMaXSemanticPredictor']
 
 
 class KMaXASPP(nn.Module):
-    """Atrous spatial pyramid pooling with GELU (see the module docstring)."""
+    """Atrous spatial pyramid pooling with GELU (see the module docstring); ``dropout`` after the projection
+    (official 0.1)."""
 
     def __init__(self, in_channels: int, out_channels: int = 256, atrous_rates: Sequence[int] = (6, 12, 18),
-                 norm_cfg: Optional[dict] = KMAX_NORM_CFG) -> None:
+                 norm_cfg: Optional[dict] = KMAX_NORM_CFG, dropout: float = 0.1) -> None:
         super().__init__()
         r1, r2, r3 = atrous_rates
         self.aspp_conv0 = KMaXConvBN(in_channels, out_channels, norm_cfg=norm_cfg, act='gelu')
@@ -40,7 +41,7 @@ class KMaXASPP(nn.Module):
                                      act='gelu')
         self.aspp_pool = KMaXConvBN(in_channels, out_channels, norm_cfg=norm_cfg, act='gelu')
         self.proj_conv_bn_act = KMaXConvBN(5 * out_channels, out_channels, norm_cfg=norm_cfg, act='gelu')
-        self.proj_drop = nn.Dropout(p=0.1)
+        self.proj_drop = nn.Dropout(p=dropout)
 
     def _image_pool(self, x: Tensor) -> Tensor:
         pooled = F.adaptive_avg_pool2d(x, 1)
@@ -71,10 +72,12 @@ class KMaXSemanticPredictor(nn.Module):
         use_decoder: the ASPP + fusion head (COCO / ADE20K) or the depthwise head on res5 alone
             (``False``, Cityscapes). Defaults to True.
         norm_cfg: norm config.
+        aspp_dropout: dropout after the ASPP projection. Defaults to 0.1 (official).
     """
 
     def __init__(self, in_channels: int, os8_channels: int, os4_channels: int, num_classes: int,
-                 use_decoder: bool = True, norm_cfg: Optional[dict] = KMAX_NORM_CFG) -> None:
+                 use_decoder: bool = True, norm_cfg: Optional[dict] = KMAX_NORM_CFG,
+                 aspp_dropout: float = 0.1) -> None:
         super().__init__()
         self.use_decoder = use_decoder
         if not use_decoder:
@@ -82,7 +85,7 @@ class KMaXSemanticPredictor(nn.Module):
                                            norm_cfg=norm_cfg, act='gelu', conv_init='xavier_uniform')
             self.conv_block_1 = KMaXConvBN(in_channels, 256, norm_cfg=norm_cfg, act='gelu')
         else:
-            self.aspp = KMaXASPP(in_channels, 256, norm_cfg=norm_cfg)
+            self.aspp = KMaXASPP(in_channels, 256, norm_cfg=norm_cfg, dropout=aspp_dropout)
             self.low_level_projection_os8 = KMaXConvBN(os8_channels, 64, norm_cfg=norm_cfg, act='gelu')
             self.low_level_fusion_os8_conv0_bn_act = KMaXConvBN(
                 320, 320, 5, padding=2, groups=320, norm_cfg=norm_cfg, act='gelu', conv_init='xavier_uniform')
