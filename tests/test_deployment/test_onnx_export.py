@@ -94,6 +94,19 @@ def test_context_cluster_layer_static_only(tmp_path):
     assert result.dynamic_ok is False, result.checks  # not silently "ok" at another size
 
 
+def test_clusterformer_mixer_static_only(tmp_path):
+    """ClusterFormer's clustering layer (recurrent cross-attention, regions of uneven size at 10x14): equal
+    outputs and cluster assignments at the export size; before its sizes were Python ints, onnxruntime refused
+    the graph (a traced region-layout modulo frozen to a zero divisor)."""
+    from mmcluster.models.layers.clusterformer_mixer import ClusterFormerMixer
+    torch.manual_seed(0)
+    mixer = ClusterFormerMixer(16, heads=2, head_dim=8, num_centers=2, window_size=4, num_iters=2).train(False)
+    result = export_and_check('clusterformer_mixer', DeployWrapper(mixer), (10, 14), [(12, 10)], out_dir=tmp_path,
+                              channels=16)
+    assert result.error is None, result.error
+    same = result.checks[0]
+    assert same.max_rel < 1e-5 and same.assign_agree == 1.0, same
+    assert result.dynamic_ok is False, result.checks
 
 
 def test_kmax_convnext_backbone_dynamic(tmp_path):

@@ -128,7 +128,9 @@ class ClusterFormerMixer(ClusterRecorder, nn.Module):
 
     # -- paper semantics: real spatial windows ------------------------------------------------------------
     def _forward_windows(self, x: Tensor) -> Tensor:
-        B, C, H, W = x.shape
+        # Python ints also under tracing (ONNX): the region layout is built (and cached) from the size in Python;
+        # traced sizes would turn its arithmetic into graph nodes frozen to the export size
+        B, C, H, W = (int(v) for v in x.shape)
         E, d = self.heads, self.head_dim
         fold = (-(-H // self.window_size[0]), -(-W // self.window_size[1]))
         gather, scatter, valid, pool, grid, L = _layout(H, W, fold, self.num_centers, x.device)
@@ -172,7 +174,7 @@ class ClusterFormerMixer(ClusterRecorder, nn.Module):
 
     # -- released code: raw memory reshapes ---------------------------------------------------------------
     def _forward_compat(self, x: Tensor) -> Tensor:
-        B, C, H, W = x.shape
+        B, C, H, W = (int(v) for v in x.shape)  # Python ints also under tracing (see _forward_windows)
         E, d = self.heads, self.head_dim
         ww, wh = self.windows
         split = ww > 1 and wh > 1
