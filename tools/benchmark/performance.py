@@ -1,19 +1,20 @@
 """Context Clusters, ClusTR and DPC-kNN against the machine's floor, for inference and the training step.
 
 Issue 14, item 1 (Context Clusters, ClusTR, DPC-kNN). Everything is measured **in one run, on one thread, batch
-1, fp32**, in interleaved rounds: every round times the matmul probe once and then every model / operation
-once, so all of them see the same machine state; the table gives medians over the rounds.
+1, fp32**, in interleaved rounds (:func:`mmcluster.utils.timing.interleaved_ms`, the benchmark's timer): every
+round times the matmul probe once and every model / operation once (order reversed every other round), after
+one warm-up call each, so all of them see the same machine state; the table gives medians over the rounds.
 
 * **Floor** of a model: its multiply-adds (``MACs``, counted by ``tools/get_flops.py``'s counter, whose "FLOPs"
   are multiply-adds) divided by the fp32 matmul rate of this run, measured by a large ``torch.matmul`` probe
   (``n x n @ n x n`` = ``n^3`` multiply-adds). The floor of a **training step** (forward + backward) is
   ``3 x`` the forward MACs: the backward of every linear map costs two products of the forward's size (the
   gradients of its input and of its weight).
-* **Ratio** = the median over rounds of ``time / floor`` with each round's own probe (robust against the other
-  processes on a shared machine); the ``ms`` columns are medians of their own.
-* **Clock**: the process's CPU time by default (``--clock process``): on a shared machine the wall clock also
-  counts the time other processes hold the core, the CPU time only what this process ran (it still suffers from
-  a busy machine's shared caches and hyper-threads, the probe too). ``--clock wall`` on an idle machine.
+* **Ratio** = the median time over the floor computed from the probe's median rate.
+* **Clock**: the measuring thread's CPU time by default (``--clock cpu``; one torch thread does all the work):
+  on a shared machine the wall clock also counts the time other processes hold the core, the CPU time only what
+  this thread ran (it still suffers from a busy machine's shared caches and hyper-threads, the probe too).
+  ``--clock wall`` on an idle machine.
 * **DPC-kNN**: mmcluster's :func:`~mmcluster.models.layers.dpc_knn.dpc_knn` against TCFormer's formulation
   (:func:`tcformer_dpc_knn`, written here from the TCFormer paper's description: one dense ``N x N`` distance
   matrix, batched) on ClusTR stage-1 inputs (``C = 64``, ``M = N / 16``), with the speed-up
@@ -33,14 +34,14 @@ import argparse
 import importlib.util
 import json
 import math
-import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+
+from mmcluster.utils.timing import CLOCKS, interleaved_ms
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,8 +94,7 @@ class Target:
     macs: int = 0
     model: Optional[nn.Module] = None
     input: Optional[torch.Tensor] = None
-    times: Dict[str, List[float]] = field(default_factory=lambda: {'forward': [], 'train': []})
-    ratios: Dict[str, List[float]] = field(default_factory=lambda: {'forward': [], 'train': []})
+    ms: Dict[str, float] = field(default_factory=dict)  # mode -> median milliseconds
 
 
 @dataclass
@@ -105,7 +105,7 @@ class OpPair:
     channels: int
     speedup: float
     input: Optional[torch.Tensor] = None
-    times: Dict[str, List[float]] = field(default_factory=lambda: {'mmcluster': [], 'tcformer': []})
+    ms: Dict[str, float] = field(default_factory=dict)  # implementation -> median milliseconds
 
 
 def coc(arch: str) -> Callable[[], nn.Module]:
@@ -145,33 +145,25 @@ def smooth_tokens(hw: int, channels: int, seed: int = 0) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- timing
-CLOCKS = {'process': time.process_time, 'wall': time.perf_counter}
-clock = CLOCKS['process']
-
-
-def probe_rate(n: int) -> float:
-    """fp32 multiply-adds per second of one ``n x n @ n x n`` matmul (``n^3`` multiply-adds)."""
+def probe(n: int) -> Callable[[], None]:
+    """The matmul probe: one ``n x n @ n x n`` product (``n^3`` multiply-adds)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return n**3 / timed(lambda: torch.matmul(a, b))
+    return lambda: torch.matmul(a, b)
 
 
 def forward_step(model: nn.Module, x: torch.Tensor) -> None:
+    model.eval()
     with torch.no_grad():
         model(x)
 
 
 def train_step(model: nn.Module, x: torch.Tensor) -> None:
     """Forward + backward of a scalar loss over every output (gradients freed first, as an optimiser would)."""
+    model.train()
     for p in model.parameters():
         p.grad = None
     outs = model(x)
     sum(o.mean() for o in outs).backward()
-
-
-def timed(fn: Callable[[], None]) -> float:
-    t0 = clock()
-    fn()
-    return clock() - t0
 
 
 def prepare(targets: Sequence[Target], ops: Sequence[OpPair]) -> None:
@@ -190,32 +182,25 @@ def mmcluster_dpc(op: OpPair) -> None:
     dpc_knn(op.input, math.ceil(op.input.shape[1] / 16))
 
 
-def run_rounds(targets: Sequence[Target], ops: Sequence[OpPair], rounds: int, warmup: int,
-               probe_n: int) -> List[float]:
-    """Interleaved rounds: probe, then every target's forward and training step, then every op pair."""
-    rates = []
-    for r in range(warmup + rounds):
-        rate = probe_rate(probe_n)
-        keep = r >= warmup
-        if keep:
-            rates.append(rate)
-        for t in targets:
-            for mode in ('forward', 'train'):
-                t.model.train(mode == 'train')
-                fn = forward_step if mode == 'forward' else train_step
-                dt = timed(lambda: fn(t.model, t.input))
-                if keep:
-                    floor = t.macs * (3 if mode == 'train' else 1) / rate
-                    t.times[mode].append(dt)
-                    t.ratios[mode].append(dt / floor)
-        for op in ops:
-            m = math.ceil(op.input.shape[1] / 16)
-            for impl, fn in (('mmcluster', lambda: mmcluster_dpc(op)),
-                             ('tcformer', lambda: tcformer_dpc_knn(op.input, m))):
-                dt = timed(fn)
-                if keep:
-                    op.times[impl].append(dt)
-    return rates
+def run_rounds(targets: Sequence[Target], ops: Sequence[OpPair], rounds: int, warmup: int, probe_n: int,
+               clock: str = 'cpu') -> float:
+    """Time the probe, every target's forward and training step and every op pair in the same interleaved
+    rounds (:func:`mmcluster.utils.timing.interleaved_ms`); store the medians; return the probe's rate
+    (multiply-adds per second)."""
+    fns: Dict[str, Callable[[], object]] = {'probe': probe(probe_n)}
+    for t in targets:
+        fns[f'{t.name}/forward'] = lambda t=t: forward_step(t.model, t.input)
+        fns[f'{t.name}/train'] = lambda t=t: train_step(t.model, t.input)
+    for op in ops:
+        m = math.ceil(op.input.shape[1] / 16)
+        fns[f'{op.name}/mmcluster'] = lambda op=op: mmcluster_dpc(op)
+        fns[f'{op.name}/tcformer'] = lambda op=op, m=m: tcformer_dpc_knn(op.input, m)
+    ms = interleaved_ms(fns, rounds=rounds, warmup=warmup, clock=clock)
+    for t in targets:
+        t.ms = {mode: ms[f'{t.name}/{mode}'] for mode in ('forward', 'train')}
+    for op in ops:
+        op.ms = {impl: ms[f'{op.name}/{impl}'] for impl in ('mmcluster', 'tcformer')}
+    return probe_n**3 / (ms['probe'] / 1e3)
 
 
 def dpc_agreement(op: OpPair) -> float:
@@ -245,43 +230,42 @@ def profile(targets: Sequence[Target], mode: str, rows: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- report
-def report(targets: Sequence[Target], ops: Sequence[OpPair], rates: Sequence[float], judge: bool,
-           clock_name: str = 'process') -> Dict:
-    med = statistics.median
+def report(targets: Sequence[Target], ops: Sequence[OpPair], rate: float, rounds: int, judge: bool,
+           clock_name: str = 'cpu') -> Dict:
     rows = []
-    print(f'matmul probe: {med(rates) / 1e9:.1f} GMAC/s median ({min(rates) / 1e9:.1f}-{max(rates) / 1e9:.1f}) '
-          f'over {len(rates)} rounds; threads={torch.get_num_threads()}, batch 1, fp32, {clock_name} clock')
+    print(f'matmul probe: {rate / 1e9:.1f} GMAC/s (median of {rounds} interleaved rounds); '
+          f'threads={torch.get_num_threads()}, batch 1, fp32, {clock_name} clock')
     print(f'{"target":<13} {"mode":<8} {"GMAC":>6} {"ms":>8} {"floor ms":>9} {"ratio":>6} {"target":>7} {"":>4}')
     for t in targets:
         for mode in ('forward', 'train'):
             macs = t.macs * (3 if mode == 'train' else 1)
-            ratio = med(t.ratios[mode])
+            floor_ms = 1e3 * macs / rate
+            ratio = t.ms[mode] / floor_ms
             ok = ratio <= t.ratio
-            rows.append(dict(name=t.name, mode=mode, size=t.size, macs=macs, ms=1e3 * med(t.times[mode]),
-                             floor_ms=1e3 * macs / med(rates), ratio=ratio, target=t.ratio, ok=ok))
-            r = rows[-1]
+            rows.append(dict(name=t.name, mode=mode, size=t.size, macs=macs, ms=t.ms[mode], floor_ms=floor_ms,
+                             ratio=ratio, target=t.ratio, ok=ok))
             verdict = ('PASS' if ok else 'MISS') if judge else '-'
-            print(f'{t.name:<13} {mode:<8} {macs / 1e9:6.3f} {r["ms"]:8.1f} {r["floor_ms"]:9.1f} {ratio:6.2f} '
+            print(f'{t.name:<13} {mode:<8} {macs / 1e9:6.3f} {t.ms[mode]:8.1f} {floor_ms:9.1f} {ratio:6.2f} '
                   f'{"<=" + format(t.ratio, ".1f"):>7} {verdict:>4}')
     print(f'\n{"op":<16} {"mmcluster ms":>12} {"TCFormer ms":>12} {"speed-up":>9} {"target":>7} {"":>4} agree')
     for op in ops:
-        a, b = med(op.times['mmcluster']), med(op.times['tcformer'])
+        a, b = op.ms['mmcluster'], op.ms['tcformer']
         agree = dpc_agreement(op)
         ok = b / a >= op.speedup
-        rows.append(dict(name=op.name, mode='forward', ms=1e3 * a, tcformer_ms=1e3 * b, speedup=b / a,
-                         target=op.speedup, ok=ok, agreement=agree))
+        rows.append(dict(name=op.name, mode='forward', ms=a, tcformer_ms=b, speedup=b / a, target=op.speedup,
+                         ok=ok, agreement=agree))
         verdict = ('PASS' if ok else 'MISS') if judge else '-'
-        print(f'{op.name:<16} {1e3 * a:12.1f} {1e3 * b:12.1f} {b / a:8.1f}x {">=" + format(op.speedup, ".0f"):>7} '
+        print(f'{op.name:<16} {a:12.1f} {b:12.1f} {b / a:8.1f}x {">=" + format(op.speedup, ".0f"):>7} '
               f'{verdict:>4} {100 * agree:5.1f}%')
-    return dict(probe_gmacs=med(rates) / 1e9, rounds=len(rates), clock=clock_name, rows=rows)
+    return dict(probe_gmacs=rate / 1e9, rounds=rounds, clock=clock_name, rows=rows)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--rounds', type=int, default=9, help='interleaved rounds kept (medians over them)')
     parser.add_argument('--warmup', type=int, default=1, help='rounds run first and discarded')
-    parser.add_argument('--clock', choices=tuple(CLOCKS), default='process',
-                        help='process CPU time (default; robust on a shared machine) or wall time')
+    parser.add_argument('--clock', choices=tuple(CLOCKS), default='cpu',
+                        help="the measuring thread's CPU time (default; robust on a shared machine) or wall time")
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--probe-size', type=int, default=1024, help='n of the n x n matmul probe')
     parser.add_argument('--only', nargs='+', help='names (or prefixes) of the targets / ops to run')
@@ -293,9 +277,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> Dict:
-    global clock
     args = parse_args(argv)
-    clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
     targets, ops = make_targets(args.quick), make_ops(args.quick)
     if args.only:
@@ -307,8 +289,8 @@ def main(argv=None) -> Dict:
     if args.profile:
         profile(targets, args.profile, args.profile_rows)
         return {}
-    rates = run_rounds(targets, ops, args.rounds, args.warmup, args.probe_size)
-    result = report(targets, ops, rates, judge=not args.quick, clock_name=args.clock)
+    rate = run_rounds(targets, ops, args.rounds, args.warmup, args.probe_size, args.clock)
+    result = report(targets, ops, rate, args.rounds, judge=not args.quick, clock_name=args.clock)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return result
