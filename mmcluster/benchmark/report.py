@@ -40,6 +40,12 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def fmt_spec(value: Any, spec: str = '.1f') -> str:
+    """``format(value, spec)``, ``-`` for a missing value (tables whose columns need other formats than
+    :func:`fmt`'s, e.g. ``.1e``)."""
+    return '-' if value is None else format(value, spec)
+
+
 def with_ratio(value: Any, ratio: Any, digits: int = 1) -> str:
     """``value (ratio×)``; only the value when there is no ratio."""
     text = fmt(value, digits)

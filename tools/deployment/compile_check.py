@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from mmcluster.benchmark.report import fmt_spec, markdown_table
 from mmcluster.deployment.compile_check import KNOWN_BREAKS, CompileResult, compile_check
 from mmcluster.deployment.models import (DeployWrapper, backbone_classes, backbone_label, build_backbone,
                                          build_config_model, example_data_samples, find_backbone, smallest_variant,
@@ -42,23 +43,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _fmt(value, spec: str = '.1f') -> str:
-    return '-' if value is None else format(value, spec)
-
-
 def table(results: List[CompileResult]) -> str:
     """The Markdown table of ``results`` (the one in docs/deployment.md)."""
-    lines = ['| model | backend | compiles, equal | graphs / breaks | eager ms | compiled ms | speed-up | '
-             'compile s | max rel diff | assign agree |', '|' + '---|' * 10]
+    rows = []
     for r in results:
         ok = 'error: ' + r.error if r.error else ('yes' if (r.max_rel or 0) <= 1e-4 and r.assign_agree in (None, 1.0)
                                                    else 'outputs differ')
         speed = None if not (r.eager_ms and r.compiled_ms) else r.eager_ms / r.compiled_ms
         graphs = '-' if r.graphs is None else f'{r.graphs} / {r.num_breaks}'
-        lines.append(f'| {r.name} | {r.backend} | {ok} | {graphs} | {_fmt(r.eager_ms)} | {_fmt(r.compiled_ms)} | '
-                     f'{_fmt(speed, ".2f")} | {_fmt(r.compile_s)} | {_fmt(r.max_rel, ".1e")} | '
-                     f'{"records lost" if r.records_lost else _fmt(r.assign_agree, ".3f")} |')
-    return '\n'.join(lines)
+        rows.append([r.name, r.backend, ok, graphs, fmt_spec(r.eager_ms), fmt_spec(r.compiled_ms),
+                     fmt_spec(speed, '.2f'), fmt_spec(r.compile_s), fmt_spec(r.max_rel, '.1e'),
+                     'records lost' if r.records_lost else fmt_spec(r.assign_agree, '.3f')])
+    return markdown_table(['model', 'backend', 'compiles, equal', 'graphs / breaks', 'eager ms', 'compiled ms',
+                           'speed-up', 'compile s', 'max rel diff', 'assign agree'], rows)
 
 
 def break_list(results: List[CompileResult]) -> str:

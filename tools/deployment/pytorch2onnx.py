@@ -26,6 +26,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from mmcluster.benchmark.report import fmt_spec, markdown_table
 from mmcluster.deployment.models import (DeployWrapper, backbone_classes, backbone_label, build_backbone,
                                          build_config_model, example_data_samples, find_backbone, smallest_variant,
                                          strip_eval_identities)
@@ -75,14 +76,9 @@ def export_one(name: str, model: torch.nn.Module, args: argparse.Namespace, out:
     return result
 
 
-def _fmt(value, spec: str = '.1f') -> str:
-    return '-' if value is None else format(value, spec)
-
-
 def table(results: List[ExportResult]) -> str:
     """The Markdown table of ``results`` (the one in docs/deployment.md)."""
-    lines = ['| model | onnx ok (export size) | max rel diff | assign agree | other sizes | export s | ort ms | '
-             'torch ms |', '|' + '---|' * 8]
+    rows = []
     for r in results:
         same = [c for c in r.checks if c.shape == r.export_shape]
         if r.error:
@@ -101,9 +97,10 @@ def table(results: List[ExportResult]) -> str:
             dyn = f'no, static only ({bad.shape[0]}x{bad.shape[1]}: {why[:90]})'
         rel = max((c.max_rel for c in same if c.max_rel is not None), default=None)
         agree = min((c.assign_agree for c in same if c.assign_agree is not None), default=None)
-        lines.append(f'| {r.name} | {ok} | {_fmt(rel, ".1e")} | {_fmt(agree, ".3f")} | {dyn} | {_fmt(r.export_s)} | '
-                     f'{_fmt(r.ort_ms)} | {_fmt(r.torch_ms)} |')
-    return '\n'.join(lines)
+        rows.append([r.name, ok, fmt_spec(rel, '.1e'), fmt_spec(agree, '.3f'), dyn, fmt_spec(r.export_s),
+                     fmt_spec(r.ort_ms), fmt_spec(r.torch_ms)])
+    return markdown_table(['model', 'onnx ok (export size)', 'max rel diff', 'assign agree', 'other sizes',
+                           'export s', 'ort ms', 'torch ms'], rows)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
