@@ -139,6 +139,8 @@ def test_apply_protocol_sets_the_task_settings(repo_root, config, task):
                 assert [tuple(s) for s in t.scales] == [(2 * side, side * k // 8) for k in (7, 8, 9)]
     for aug in cfg.model.data_preprocessor.get('batch_augments') or []:
         assert tuple(aug['size']) == (side, side)
+    if 'with_box_refine' in cfg.model:  # the Deformable-DETR-style detectors: refinement as the task says
+        assert cfg.model.with_box_refine == schedule.box_refine
     if task == 'panoptic':
         thresholds = {k: v for k, v in cfg.model.test_cfg.items() if k in P.PANOPTIC_TEST_CFG}
         assert thresholds and all(v == P.PANOPTIC_TEST_CFG[k] for k, v in thresholds.items())
