@@ -259,8 +259,6 @@ class ContextCluster(PointStageBackbone):
         norm_eval: keep every norm layer in eval mode during training. All norms of CoC are GroupNorm, which
             has no running statistics, so this changes nothing numerically; it exists for the interface that
             every mmcluster backbone shares.
-        check_finite: if True, raise ValueError on non-finite input (costs one reduction over the input;
-            off by default, NaN inputs then propagate to NaN outputs).
         init_cfg: ``None`` (default): the official initialisation, truncated normal (std 0.02, bias 0) on
             Linear layers, PyTorch defaults for convolutions. ``dict(type='Pretrained', checkpoint=PATH,
             prefix=None)``: a converted checkpoint (``tools/model_converters/coc2mmcluster.py``), read without
@@ -294,7 +292,6 @@ class ContextCluster(PointStageBackbone):
                  layer_scale_init_value: float = 1e-5,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 check_finite: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(4, out_indices, frozen_stages, norm_eval, init_cfg)
         arch = resolve_arch(arch, self.arch_settings, ARCH_KEYS, 'ContextCluster')
@@ -308,7 +305,6 @@ class ContextCluster(PointStageBackbone):
         self.arch = cfg
         self.in_channels = in_channels
         self.embed_dims = cfg['embed_dims']
-        self.check_finite = check_finite
         self.requested_norm_by = norm_by
         self.norm_by = norm_by or 'sim'
 
@@ -389,8 +385,9 @@ class ContextCluster(PointStageBackbone):
                   (f'; output norms not in both: {skipped}' if skipped else ''), logger='current')
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor):
-        """:meth:`PointStageBackbone.forward`, with the blocks of a stage on channels-last points (:meth:`stage`).
+    def stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``i``'s blocks on channels-last points; ``x [B, C, H, W]`` in and out (the output is a
+        channels-last view, which the reducer's convolution and the output norm take as they are).
 
         Every linear map of a block (the mixer's ``f``, ``v``, ``proj``, the MLP) acts on channels, so a stage
         keeps its points as ``[B, N, C]`` from the reducer's output to the stage's end, and when the stage's
@@ -399,13 +396,6 @@ class ContextCluster(PointStageBackbone):
         regions have invalid slots, whose padding would enter the group norms; those stages keep the map
         order (the mixer gathers and scatters per block).
         """
-        if self.check_finite and not torch.isfinite(x).all():
-            raise ValueError('ContextCluster input contains NaN or Inf')
-        return super().forward(x)
-
-    def stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        """Stage ``i``'s blocks on channels-last points; ``x [B, C, H, W]`` in and out (the output is a
-        channels-last view, which the reducer's convolution and the output norm take as they are)."""
         blocks = self.network[2 * i]
         if len(blocks) == 0:
             return x
