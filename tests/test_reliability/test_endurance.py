@@ -53,6 +53,18 @@ def test_endurance_run_records_every_iteration():
     assert summary['finite'] and summary['iters'] == iters
 
 
+@pytest.mark.parametrize('sizes, expected', [('fixed', 1), ('cycle', 4)])
+def test_size_modes(sizes, expected, monkeypatch):
+    """``--sizes fixed`` trains at one size, ``cycle`` repeats a few: what tells memory kept per input size from
+    memory kept per iteration."""
+    tool = load_tool('tools/benchmark/endurance.py')
+    monkeypatch.setattr(tool, 'CYCLE', 4)
+    record = tool.run_model('coc', 6 if sizes == 'cycle' else 2, warmup=1, sizes=sizes)
+    assert record['sizes'] == expected and record['size_mode'] == sizes
+    with pytest.raises(ValueError, match='random'):
+        tool.run_model('coc', 2, warmup=1, sizes='bogus')
+
+
 def test_summary_columns():
     """The table's numbers from a known record (growth, slope of a linear RSS, loss means, finiteness)."""
     tool = load_tool('tools/benchmark/endurance.py')

@@ -13,6 +13,7 @@ maps (segmentors). One thread; every model in its own subprocess so that its RSS
     python tools/benchmark/endurance.py                          # coc, clustr, hcformer: 300 iterations each
     python tools/benchmark/endurance.py --models coc --iters 50 --json out.json
     python tools/benchmark/endurance.py --models clustr --trim   # RSS without glibc's free heap (leak or allocator?)
+    python tools/benchmark/endurance.py --models clustr --trim --sizes cycle   # memory kept per size, or per step?
 
 Columns: ``rss@warm`` RSS (MiB) after the warm-up iterations (``--warmup``, default 20% of the run), ``rss@end``
 at the end, ``growth`` their difference, ``slope`` a least-squares fit of RSS over the iterations after the
@@ -99,12 +100,22 @@ def _num_classes(cfg, task: str) -> int:
     return int(head.num_classes)
 
 
-def run_model(name: str, iters: int, warmup: int, seed: int = 0, trim: bool = False) -> Dict:
+#: how the input size changes between iterations: a new random one each time, ``CYCLE`` random sizes repeated
+#: (memory kept per distinct size stops growing after the first cycle), or always the same one (no per-size
+#: memory at all: what still grows grows per iteration)
+SIZE_MODES = ('random', 'cycle', 'fixed')
+CYCLE = 10
+
+
+def run_model(name: str, iters: int, warmup: int, seed: int = 0, trim: bool = False, sizes: str = 'random') -> Dict:
     """Train ``name`` in this process for ``iters`` iterations; the record of RSS and losses.
 
     With ``trim`` glibc's free heap is returned to the system before each reading (:func:`malloc_trim`), so the
     RSS counts memory still in use, not what the allocator keeps for later (which varies with the input sizes).
+    ``sizes``: one of :data:`SIZE_MODES`.
     """
+    if sizes not in SIZE_MODES:
+        raise ValueError(f'sizes must be one of {SIZE_MODES}, got {sizes!r}')
     import torch
     torch.set_num_threads(1)
     torch.manual_seed(seed)
@@ -112,19 +123,21 @@ def run_model(name: str, iters: int, warmup: int, seed: int = 0, trim: bool = Fa
     model, optim_wrapper, cfg = _build(config)
     classes = _num_classes(cfg, task)
     gen = torch.Generator().manual_seed(seed)
+    draws = CYCLE if sizes == 'cycle' else 1 if sizes == 'fixed' else iters
+    schedule = [tuple(int(v) for v in torch.randint(lo, hi + 1, (2, ), generator=gen)) for _ in range(draws)]
     rss: List[float] = []
     losses: List[float] = []
-    sizes = set()
-    for _ in range(iters):
-        size = tuple(int(v) for v in torch.randint(lo, hi + 1, (2, ), generator=gen))
-        sizes.add(size)
+    seen = set()
+    for it in range(iters):
+        size = schedule[it % draws]
+        seen.add(size)
         log_vars = model.train_step(_batch(task, size, batch, classes, gen), optim_wrapper)
         losses.append(float(torch.as_tensor(log_vars['loss']).detach()))
         if trim:
             malloc_trim()
         rss.append(rss_mib())
-    return dict(model=name, config=config, iters=iters, warmup=warmup, sizes=len(sizes), rss=rss, losses=losses,
-                trim=trim)
+    return dict(model=name, config=config, iters=iters, warmup=warmup, sizes=len(seen), rss=rss, losses=losses,
+                trim=trim, size_mode=sizes)
 
 
 def summarise(record: Dict) -> Dict:
@@ -144,9 +157,10 @@ def summarise(record: Dict) -> Dict:
                 loss_last=sum(losses[-k:]) / k)
 
 
-def _child(name: str, iters: int, warmup: int, trim: bool) -> Dict:
+def _child(name: str, iters: int, warmup: int, trim: bool, sizes: str = 'random') -> Dict:
     """Run one model in a fresh subprocess (its own RSS); its record, or ``dict(error=...)``."""
-    cmd = [sys.executable, __file__, '--child', name, '--iters', str(iters), '--warmup', str(warmup)]
+    cmd = [sys.executable, __file__, '--child', name, '--iters', str(iters), '--warmup', str(warmup),
+           '--sizes', sizes]
     cmd += ['--trim'] if trim else []
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -165,15 +179,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--json', type=Path, help='also write the records (RSS and loss per iteration) here')
     parser.add_argument('--trim', action='store_true', help="glibc malloc_trim(0) before every RSS reading: "
                         "memory in use, without the allocator's free heap")
+    parser.add_argument('--sizes', choices=SIZE_MODES, default='random',
+                        help=f'input size per iteration: a new random one (default), {CYCLE} random sizes cycled, '
+                        'or one fixed size')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.iters < 2:
         parser.error(f'--iters must be at least 2, got {args.iters}')
     warmup = args.warmup if args.warmup is not None else max(1, args.iters // 5)
     if args.child:
-        print(json.dumps(run_model(args.child, args.iters, warmup, trim=args.trim)))
+        print(json.dumps(run_model(args.child, args.iters, warmup, trim=args.trim, sizes=args.sizes)))
         return 0
-    print(f'endurance: {args.iters} iterations per model, a new random input size every iteration, one thread; '
+    what = dict(random='a new random input size every iteration', cycle=f'{CYCLE} random input sizes cycled',
+                fixed='one fixed input size')[args.sizes]
+    print(f'endurance: {args.iters} iterations per model, {what}, one thread; '
           f'reference RSS after {warmup} warm-up iterations' + (', malloc_trim before each reading' if args.trim
                                                                   else ''))
     header = (f'{"model":>9} {"iters":>5} {"sizes":>5} {"rss@warm":>9} {"rss@end":>8} {"growth":>7} '
@@ -181,7 +200,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(header)
     records, failed = [], False
     for name in args.models:
-        record = _child(name, args.iters, warmup, args.trim)
+        record = _child(name, args.iters, warmup, args.trim, args.sizes)
         records.append(record)
         if 'error' in record:
             print(f'{name:>9} ERROR: {record["error"]}', flush=True)
