@@ -55,9 +55,18 @@ def test_graph_breaks_are_grouped_by_function():
     assert breaks[0].where[1] == 'fn'
 
 
+#: inductor compiles every graph between breaks with a C++ compiler: 51-530 s per backbone and ~2.5 min per toy
+#: model on the shared 2-core machine (docs/deployment.md), far beyond the suite's 15-minute default timeout
+INDUCTOR_TIMEOUT_S = 3 * 3600
+
+
 @pytest.mark.slow
-def test_every_backbone_and_head_compiles_with_inductor():
-    """tools/deployment/compile_check.py: every backbone and every toy config's model, inductor, equal."""
+@pytest.mark.timeout(INDUCTOR_TIMEOUT_S)
+@pytest.mark.parametrize('models', [['--backbones', 'all'], ['--backbones', '--toy-configs']],
+                         ids=['backbones', 'toy_models'])
+def test_every_backbone_and_head_compiles_with_inductor(models):
+    """tools/deployment/compile_check.py: every backbone, and every toy config's whole model (its neck and
+    heads), compiled by inductor, equal to eager."""
     from conftest import load_tool
     tool = load_tool('tools/deployment/compile_check.py')
-    assert tool.main(['--backbones', 'all', '--toy-configs', '--no-timing', '--shape', '64', '96']) == 0
+    assert tool.main([*models, '--no-timing', '--shape', '64', '96']) == 0
