@@ -35,6 +35,27 @@ KNOWN_BREAKS: Dict[Tuple[str, str], str] = {
     ('models/layers/context_cluster.py', '_build_layout'):
         'CoC region layout: built once per (H, W) with `int(t.max())`, `nonzero` and a Python `bool`, then '
         'cached (`lru_cache`); dynamo cannot trace the cache, so every call traces the build',
+    # found in the toy configs' whole models (heads, necks and the toolkits' parts they use)
+    ('models/utils/input_check.py', 'check_finite_features'):
+        "input validation of a head's feature maps (a toolkit backbone checks nothing): "
+        '`bool(torch.isfinite(f).all())`, data-dependent branch',
+    ('models/heads/clusterformer_detr.py', 'encoder_centres'):
+        "the lowest encoder level's slice is read from the `spatial_shapes` tensor that mmdet's DETR passes "
+        '(`int(...)`): a data-dependent Python int',
+    ('models/layers/hc_clustering.py', '_candidate_rows'):
+        'the 3x3 candidates are an overlapping strided view (`as_strided` at `storage_offset()`) of the padded '
+        'coarse embedding, which dynamo does not trace; it avoids a 9x copy',
+    ('models/layers/hc_clustering.py', 'forward'):
+        "recording metadata (the learned scale as a Python float): only when assignments are recorded",
+    ('models/layers/kmeans_cross_attention.py', 'kmax_resize'):
+        "kMaX's TF-convention resize picks `align_corners` from the target width in Python ints, which "
+        'dynamo cannot fake-trace',
+    ('multi_scale_deform_attn.py', 'multi_scale_deformable_attn_pytorch'):
+        "mmcv's CPU deformable attention (Deformable-DETR-style heads): data-dependent splits by level sizes",
+    ('roi_align.py', 'forward'):
+        "mmcv's RoIAlign: a compiled op dynamo skips (Mask R-CNN heads)",
+    ('rpn_head.py', '_bbox_post_process'):
+        "mmdet's RPN proposal filtering branches on tensor values (Mask R-CNN)",
 }
 
 
@@ -75,7 +96,8 @@ class CompileResult:
 
 
 def _where(frames: List[Any]) -> Tuple[str, str]:
-    """The innermost frame inside mmcluster as ``(path under mmcluster/, function)`` (else the innermost)."""
+    """The innermost frame inside mmcluster as ``(path under mmcluster/, function)`` (else the innermost frame's
+    file name and function, e.g. an mmcv op)."""
     for frame in reversed(frames or []):
         path = frame.filename.replace('\\', '/')
         if '/mmcluster/' in path and '/deployment/' not in path:
