@@ -147,7 +147,8 @@ def reuse_parts(results: Dict[str, Any], folder: Path, measured: Sequence[str]) 
         if not new:
             continue
         results[part] = results[part] + new
-        source = f'{meta.get("command", folder)} ({meta.get("date", "?")})'
+        # a part the earlier folder itself reused keeps its original provenance
+        source = meta.get(f'{part}_from') or f'{meta.get("command", folder)} ({meta.get("date", "?")})'
         previous = results['meta'].get(f'{part}_from')
         results['meta'][f'{part}_from'] = source if previous is None else f'{previous}; {source}'
         for key in PART_META[part]:
@@ -223,6 +224,7 @@ def run(args: argparse.Namespace) -> Path:
     if args.accuracy_from is not None:
         from .accuracy import read_protocol_records
         results['accuracy'] = read_protocol_records(args.accuracy_from, runs)
+        results['meta'].pop('accuracy_from', None)  # replaced, not reused: the status below says where from
         results['meta']['accuracy_status'] = (f'read from the protocol records in {args.accuracy_from} '
                                               f'({len(results["accuracy"])} of {len(runs)} models; '
                                               'docs/benchmark_protocol.md)')
