@@ -405,8 +405,9 @@ def percent(key: str, value: Optional[float]) -> Optional[float]:
 
 def result_record(run: ProtocolRun, result: ToyRun, mode: str) -> Dict[str, Any]:
     """The JSON record of one protocol run: what was trained, the final metrics and the learning curve, every
-    metric in percent (:func:`percent`); ``iters``: the iterations trained at the last validation; ``wall_s``: the subprocess's wall time, or without it (a record rebuilt
-    from a work dir) the wall time from the first iteration to the end of the last validation."""
+    metric in percent (:func:`percent`); ``iters``: the iterations trained at the last validation; ``wall_s``:
+    the subprocess's wall time, or without it (a record rebuilt from a work dir) the wall time from the first
+    iteration to the end of the last validation."""
     curve = [{k: percent(k, r[k]) if k in run.metrics else r[k]
               for k in ('iter', 'train_s', 'val_s', 'wall_s', *run.metrics) if k in r} for r in result.val_curve]
     final = result.val_curve[-1] if result.val_curve else result.metrics

@@ -94,6 +94,12 @@ class CompileResult:
     def num_breaks(self) -> Optional[int]:
         return None if self.graphs is None else sum(b.count for b in self.breaks)
 
+    @property
+    def outputs_equal(self) -> bool:
+        """Compiled outputs equal eager's (relative 1e-4 of each output's largest value) and so do the cluster
+        ids when dynamo keeps their records."""
+        return (self.max_rel or 0) <= 1e-4 and self.assign_agree in (None, 1.0)
+
 
 def _where(frames: List[Any]) -> Tuple[str, str]:
     """The innermost frame inside mmcluster as ``(path under mmcluster/, function)`` (else the innermost frame's
