@@ -4,6 +4,9 @@ Issue 14, item 1 (Context Clusters, ClusTR, DPC-kNN). Everything is measured **i
 1, fp32**, in interleaved rounds (:func:`mmcluster.utils.timing.interleaved_ms`, the benchmark's timer): every
 round times the matmul probe once and every model / operation once (order reversed every other round), after
 one warm-up call each, so all of them see the same machine state; the table gives medians over the rounds.
+Every timed call follows one untimed call of the same model (``--rewarm 1``): a model's weights and
+activations (tens of MB) stay in the last-level cache in a loop serving it, but not after another model ran,
+which made CoC-Tiny's forward ~1.5x slower than in a plain loop (``--rewarm 0`` measures that cold start).
 
 * **Floor** of a model: its multiply-adds (``MACs``, counted by ``tools/get_flops.py``'s counter, whose "FLOPs"
   are multiply-adds) divided by the fp32 matmul rate of this run, measured by a large ``torch.matmul`` probe
@@ -183,7 +186,7 @@ def mmcluster_dpc(op: OpPair) -> None:
 
 
 def run_rounds(targets: Sequence[Target], ops: Sequence[OpPair], rounds: int, warmup: int, probe_n: int,
-               clock: str = 'cpu') -> float:
+               clock: str = 'cpu', rewarm: int = 1) -> float:
     """Time the probe, every target's forward and training step and every op pair in the same interleaved
     rounds (:func:`mmcluster.utils.timing.interleaved_ms`); store the medians; return the probe's rate
     (multiply-adds per second)."""
@@ -195,7 +198,7 @@ def run_rounds(targets: Sequence[Target], ops: Sequence[OpPair], rounds: int, wa
         m = math.ceil(op.input.shape[1] / 16)
         fns[f'{op.name}/mmcluster'] = lambda op=op: mmcluster_dpc(op)
         fns[f'{op.name}/tcformer'] = lambda op=op, m=m: tcformer_dpc_knn(op.input, m)
-    ms = interleaved_ms(fns, rounds=rounds, warmup=warmup, clock=clock)
+    ms = interleaved_ms(fns, rounds=rounds, warmup=warmup, clock=clock, rewarm=rewarm)
     for t in targets:
         t.ms = {mode: ms[f'{t.name}/{mode}'] for mode in ('forward', 'train')}
     for op in ops:
@@ -231,10 +234,10 @@ def profile(targets: Sequence[Target], mode: str, rows: int) -> None:
 
 # ----------------------------------------------------------------------------------------------- report
 def report(targets: Sequence[Target], ops: Sequence[OpPair], rate: float, rounds: int, judge: bool,
-           clock_name: str = 'cpu') -> Dict:
+           clock_name: str = 'cpu', rewarm: int = 1) -> Dict:
     rows = []
-    print(f'matmul probe: {rate / 1e9:.1f} GMAC/s (median of {rounds} interleaved rounds); '
-          f'threads={torch.get_num_threads()}, batch 1, fp32, {clock_name} clock')
+    print(f'matmul probe: {rate / 1e9:.1f} GMAC/s (median of {rounds} interleaved rounds, {rewarm} untimed '
+          f'call(s) before each timed one); threads={torch.get_num_threads()}, batch 1, fp32, {clock_name} clock')
     print(f'{"target":<13} {"mode":<8} {"GMAC":>6} {"ms":>8} {"floor ms":>9} {"ratio":>6} {"target":>7} {"":>4}')
     for t in targets:
         for mode in ('forward', 'train'):
@@ -257,13 +260,16 @@ def report(targets: Sequence[Target], ops: Sequence[OpPair], rate: float, rounds
         verdict = ('PASS' if ok else 'MISS') if judge else '-'
         print(f'{op.name:<16} {a:12.1f} {b:12.1f} {b / a:8.1f}x {">=" + format(op.speedup, ".0f"):>7} '
               f'{verdict:>4} {100 * agree:5.1f}%')
-    return dict(probe_gmacs=rate / 1e9, rounds=rounds, clock=clock_name, rows=rows)
+    return dict(probe_gmacs=rate / 1e9, rounds=rounds, rewarm=rewarm, clock=clock_name, rows=rows)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--rounds', type=int, default=9, help='interleaved rounds kept (medians over them)')
     parser.add_argument('--warmup', type=int, default=1, help='rounds run first and discarded')
+    parser.add_argument('--rewarm', type=int, default=1,
+                        help='untimed calls of a target right before its timed call in every round (0: each is '
+                        'timed with the previously run model\'s data in the caches)')
     parser.add_argument('--clock', choices=tuple(CLOCKS), default='cpu',
                         help="the measuring thread's CPU time (default; robust on a shared machine) or wall time")
     parser.add_argument('--threads', type=int, default=1)
@@ -289,8 +295,9 @@ def main(argv=None) -> Dict:
     if args.profile:
         profile(targets, args.profile, args.profile_rows)
         return {}
-    rate = run_rounds(targets, ops, args.rounds, args.warmup, args.probe_size, args.clock)
-    result = report(targets, ops, rate, args.rounds, judge=not args.quick, clock_name=args.clock)
+    rate = run_rounds(targets, ops, args.rounds, args.warmup, args.probe_size, args.clock, args.rewarm)
+    result = report(targets, ops, rate, args.rounds, judge=not args.quick, clock_name=args.clock,
+                    rewarm=args.rewarm)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return result
