@@ -465,34 +465,11 @@ def summarize(out: PathLike) -> str:
     return text
 
 
-def select_runs(mode: str = 'full', only: Optional[List[str]] = None, families: Optional[List[str]] = None,
-                baselines_only: bool = False) -> List[ProtocolRun]:
-    """The runs of ``mode`` that match every given selector (the command line's ``--only``, ``--family`` and
-    ``--baselines-only``).
-
-    Args:
-        mode: ``full`` or ``short``.
-        only: keep a run if one of these is a substring of its key (``<task>__<config stem>``) or is its config's
-            file name (``x.py``); None or empty: every run.
-        families: keep the runs of these families (:data:`FAMILIES`); None or empty: every family. A family's
-            baselines are those of the ``baselines`` family: add it to train them too.
-        baselines_only: keep only the tasks' baselines.
-
-    Raises:
-        ValueError: an unknown family (the message lists the valid ones).
-    """
-    unknown = sorted(set(families or ()) - set(FAMILIES))
-    if unknown:
-        raise ValueError(f'unknown famil{"ies" if len(unknown) > 1 else "y"} {unknown}; valid: {list(FAMILIES)}')
-    return [r for r in protocol_runs(mode)
-            if (not only or any(o in r.key or o == r.config.name for o in only))
-            and (not families or r.family in families) and (r.is_baseline or not baselines_only)]
-
-
 def main(argv: Optional[List[str]] = None) -> None:
     """``python -m mmcluster.benchmark.protocol [--mode full] [--only KEY ...] [--family FAMILY ...]
-    [--baselines-only] [--out DIR]``: train the selected runs (:func:`select_runs`) one after the
-    other, write ``<out>/<key>.json`` (:func:`result_record`) after each."""
+    [--baselines-only] [--out DIR]``: train the runs that every given selector matches, one after the other;
+    write ``<out>/<key>.json`` (:func:`result_record`) after each. A family is a ``configs/`` folder
+    (:data:`FAMILIES`); the tasks' baselines are the ``baselines`` family."""
     import argparse
     import json
     parser = argparse.ArgumentParser(description='Train models under the toy benchmark protocol.')
@@ -515,7 +492,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.summarize:
         print(summarize(args.out))
         return
-    runs = select_runs(args.mode, args.only, args.family, args.baselines_only)
+    runs = [r for r in protocol_runs(args.mode)
+            if (not args.only or any(o in r.key or o == r.config.name for o in args.only))
+            and (not args.family or r.family in args.family) and (r.is_baseline or not args.baselines_only)]
     if not runs:
         raise SystemExit(f'no run matches --only {args.only} --family {args.family} (baselines only: '
                          f'{args.baselines_only}); keys: {[r.key for r in protocol_runs(args.mode)]}')
@@ -548,4 +527,4 @@ if __name__ == '__main__':
 __all__ = ['MODES', 'TASKS', 'FAMILIES', 'TASK_METRICS', 'TARGETS', 'DATA', 'SCHEDULES', 'PANOPTIC_TEST_CFG',
            'TaskSchedule', 'ProtocolRun', 'protocol_runs', 'budget_minutes', 'val_every_minutes', 'input_size',
            'default_data_root', 'prepare_data', 'apply_protocol', 'protocol_config', 'run_protocol', 'result_record',
-           'summarize', 'select_runs']
+           'summarize']
