@@ -4,6 +4,8 @@
 # Both create .venv and install the pinned stack first (tools/setup/setup_env.sh; cheap when done).
 #   make test-slow   the long end-to-end runs (mim train / mim test variants, longer toy trainings)
 #   make test-all    both
+#   make baselines   train the five baselines under the 15-minute toy protocol (docs/benchmark_protocol.md;
+#                    records in docs/benchmark/protocol/)
 PY := .venv/bin/python
 DEMO_MINUTES ?= 4
 
@@ -25,7 +27,7 @@ test-all: setup
 	@$(PY) -m pytest tests -q --durations=25
 
 baselines: setup
-	@$(PY) tools/benchmark/train_baselines.py
+	@$(PY) -m mmcluster.benchmark.protocol --mode full --baselines-only
 
 clean-venv:
 	rm -rf .venv

@@ -1,7 +1,9 @@
 """mmcluster.benchmark.protocol and the training-time clock it runs on (mmcluster.utils.toy_run.TrainClockHook):
 the schedule against its definition, budget and validation by training time with a fake clock, the protocol's
-config rewriting for one model per task, the mini toy-data preset, and one short-mode run through tools/train.py."""
+config rewriting for one model per task, the mini toy-data preset, one short-mode run through tools/train.py, and
+the command line's run selection (--family, --only, --baselines-only) and its error for an unknown family."""
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -173,3 +175,53 @@ def test_short_protocol_run(tmp_path):
     assert record['iter'] == 2 and record['train_s'] > 0 and 0 <= record['accuracy/top1'] <= 100
     cfg_text = (tmp_path / 'run' / 'protocol_config.py').read_text()
     assert 'AdamW' in cfg_text and str(data) in cfg_text
+
+
+def _trained_keys(monkeypatch, tmp_path, *argv):
+    """The run keys ``protocol.main(argv)`` trains, with the data and each training replaced by a stand-in that
+    returns one validation (the records and summary are still written, to ``tmp_path / 'out'``)."""
+    from mmcluster.utils.toy_run import ToyRun
+    trained = []
+
+    def fake_run_protocol(run, work_dir, mode, data=None, **kwargs):
+        trained.append(run.key)
+        point = {'iter': 2, 'train_s': 1.0, 'val_s': 0.5, **{k: 1.0 for k in run.metrics}}
+        return ToyRun(work_dir=Path(work_dir), metrics=dict(point), iters=2, val_curve=[point])
+
+    monkeypatch.setattr(P, 'prepare_data', lambda mode, root=None: tmp_path / 'data')
+    monkeypatch.setattr(P, 'run_protocol', fake_run_protocol)
+    P.main(['--mode', 'short', '--work-dir', str(tmp_path / 'work'), '--out', str(tmp_path / 'out'), *argv])
+    return trained
+
+
+def test_cli_selects_runs_by_family_key_and_config_name(monkeypatch, tmp_path):
+    """``--family`` keeps the runs whose config lives in ``configs/<family>/`` (the folder is the family),
+    ``baselines`` adds the tasks' baselines, and ``--only`` / ``--baselines-only`` narrow it further."""
+    in_folders = lambda *folders: {r.key for r in P.protocol_runs('short') if r.config.parent.name in folders}
+    assert all(r.family == r.config.parent.name for r in P.protocol_runs('short'))  # what the docs promise
+    clustr = _trained_keys(monkeypatch, tmp_path, '--family', 'clustr')
+    assert set(clustr) == in_folders('clustr') and len(clustr) == len(set(clustr)) == 5
+    both = _trained_keys(monkeypatch, tmp_path, '--family', 'clustr', 'baselines')
+    assert set(both) == in_folders('clustr', 'baselines') and len(both) == 10
+    assert {p.stem for p in (tmp_path / 'out').glob('*.json')} == set(both)  # one record per trained run
+    assert _trained_keys(monkeypatch, tmp_path, '--family', 'hcformer', '--only', 'panoptic__') == [
+        'panoptic__hcformer_r18_1xb4-toy_coco-panoptic']
+    assert _trained_keys(monkeypatch, tmp_path, '--family', 'kmax_deeplab', 'baselines', '--baselines-only') == [
+        'classification__resnet18_1xb32-toy_imagenet', 'semantic__fpn_r18_1xb8-toy_ade20k-256x256',
+        'detection__deformable-detr_r18_1xb4-toy_coco', 'instance__mask2former_r18_1xb4-toy_coco',
+        'panoptic__mask2former_r18_1xb4-toy_coco-panoptic']
+    # a config file name selects that config only (not its panoptic namesake, which a substring would)
+    assert _trained_keys(monkeypatch, tmp_path, '--only', 'hcformer_r18_1xb4-toy_coco.py') == [
+        'instance__hcformer_r18_1xb4-toy_coco']
+    with pytest.raises(SystemExit, match='no run matches'):
+        _trained_keys(monkeypatch, tmp_path, '--family', 'clustr', '--baselines-only')
+
+
+def test_cli_rejects_an_unknown_family_listing_the_valid_ones(monkeypatch, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _trained_keys(monkeypatch, tmp_path, '--family', 'clustr', 'clusterfromer')
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'clusterfromer'" in err
+    assert all(f"'{family}'" in err for family in
+               ('context_cluster', 'clustr', 'hcformer', 'clusterformer', 'kmax_deeplab', 'baselines'))

@@ -466,14 +466,20 @@ def summarize(out: PathLike) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """``python -m mmcluster.benchmark.protocol [--mode full] [--only KEY ...] [--out DIR]``: train the selected
-    runs one after the other, write ``<out>/<key>.json`` (:func:`result_record`) after each."""
+    """``python -m mmcluster.benchmark.protocol [--mode full] [--only KEY ...] [--family FAMILY ...]
+    [--baselines-only] [--out DIR]``: train the runs that every given selector matches, one after the other;
+    write ``<out>/<key>.json`` (:func:`result_record`) after each. A family is a ``configs/`` folder
+    (:data:`FAMILIES`); the tasks' baselines are the ``baselines`` family."""
     import argparse
     import json
     parser = argparse.ArgumentParser(description='Train models under the toy benchmark protocol.')
     parser.add_argument('--mode', choices=MODES, default='full')
     parser.add_argument('--only', nargs='*', default=None,
-                        help='substrings of run keys (<task>__<config stem>) to run; default: all')
+                        help='substrings of run keys (<task>__<config stem>) or config file names to run; '
+                        'default: all')
+    parser.add_argument('--family', nargs='+', choices=FAMILIES, default=None, metavar='FAMILY',
+                        help=f'only the runs of these model families ({", ".join(FAMILIES)}); add baselines to '
+                        'train the tasks\' baselines too; default: all')
     parser.add_argument('--baselines-only', action='store_true')
     parser.add_argument('--work-dir', default=str(REPO / 'work_dirs' / 'protocol'))
     parser.add_argument('--out', default=str(REPO / 'docs' / 'benchmark' / 'protocol'))
@@ -486,10 +492,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.summarize:
         print(summarize(args.out))
         return
-    runs = [r for r in protocol_runs(args.mode) if (not args.only or any(o in r.key for o in args.only))
-            and (r.is_baseline or not args.baselines_only)]
+    runs = [r for r in protocol_runs(args.mode)
+            if (not args.only or any(o in r.key or o == r.config.name for o in args.only))
+            and (not args.family or r.family in args.family) and (r.is_baseline or not args.baselines_only)]
     if not runs:
-        raise SystemExit(f'no run matches {args.only}; keys: {[r.key for r in protocol_runs(args.mode)]}')
+        raise SystemExit(f'no run matches --only {args.only} --family {args.family} (baselines only: '
+                         f'{args.baselines_only}); keys: {[r.key for r in protocol_runs(args.mode)]}')
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.collect:

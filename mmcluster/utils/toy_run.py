@@ -1,6 +1,7 @@
 """Run a config on the toy data for a time or iteration budget and read what it reached.
 
-The one helper behind ``make demo``, ``tools/benchmark/train_*.py`` and the end-to-end tests::
+The one helper behind ``make demo``, the benchmark protocol (:mod:`mmcluster.benchmark.protocol`) and the
+end-to-end tests::
 
     from mmcluster.utils.toy_run import ensure_toy_data, run_config, evaluate_checkpoint
 
