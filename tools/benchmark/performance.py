@@ -161,12 +161,14 @@ def forward_step(model: nn.Module, x: torch.Tensor) -> None:
 
 
 def train_step(model: nn.Module, x: torch.Tensor) -> None:
-    """Forward + backward of a scalar loss over every output (gradients freed first, as an optimiser would)."""
+    """Forward + backward of a scalar loss over every output, then the gradients freed, as an optimiser's
+    ``zero_grad(set_to_none=True)`` does after its step. Gradients left in place (hundreds of MB over the
+    measured models) made every later forward in the process 10-30 % slower."""
     model.train()
-    for p in model.parameters():
-        p.grad = None
     outs = model(x)
     sum(o.mean() for o in outs).backward()
+    for p in model.parameters():
+        p.grad = None
 
 
 def prepare(targets: Sequence[Target], ops: Sequence[OpPair]) -> None:
