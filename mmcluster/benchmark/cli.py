@@ -64,6 +64,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     run.add_argument('--published-cache-only', action='store_true',
                      help='published part: only the full-size counts already in <out>/published_cache.json; the '
                      'others are listed as not measured (the counts take minutes per detector on a CPU)')
+    run.add_argument('--max-count-mib', type=float, default=8192.0,
+                     help='published part: stop a full-size FLOP count whose process exceeds this resident memory '
+                     '(default 8192; the row then says so)')
     run.add_argument('--accuracy-from', type=Path,
                      help='read the accuracy part from the protocol\'s per-run records (e.g. docs/benchmark/protocol, '
                      'written by python -m mmcluster.benchmark.protocol) instead of training')
@@ -242,7 +245,11 @@ def run(args: argparse.Namespace) -> Path:
             return dict(error='not measured in this pass (python tools/benchmark.py run --parts published '
                         f'--out {out} resumes the count)')
 
-        counter = not_measured if args.published_cache_only else None
+        from functools import partial
+
+        from .flops import count_in_subprocess
+        counter = not_measured if args.published_cache_only else partial(count_in_subprocess,
+                                                                          max_mib=args.max_count_mib)
         results['published'] = timed_part('published', lambda: measure_full_size(
             FULL_SIZE, counter, cache=out / 'published_cache.json'))
     results['meta']['seconds'] = timings

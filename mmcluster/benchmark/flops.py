@@ -15,7 +15,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from mmcluster.utils.toy_run import REPO
 
@@ -47,25 +47,84 @@ def count(config, shape: Sequence[int], cfg_options: Optional[Mapping[str, Any]]
     return summarise(result)
 
 
-def count_in_subprocess(config, shape: Sequence[int], timeout: float = 1800.0) -> Dict[str, Any]:
+def count_in_subprocess(config, shape: Sequence[int], timeout: float = 1800.0,
+                        max_mib: float = 8192.0) -> Dict[str, Any]:
     """``tools/get_flops.py CONFIG --shape H W --json`` in a fresh process (one thread).
 
+    Args:
+        config: the config file.
+        shape: input (H, W).
+        timeout: seconds before the count is stopped.
+        max_mib: resident memory (MiB) at which the count is stopped: tracing a model whose operators unroll
+            into a long graph (ClusTR's DPC-kNN at 800 x 1333) can take more memory than the machine has, and
+            the kernel's out-of-memory killer would pick any process of the run.
+
     Returns:
-        The summary of :func:`summarise` plus ``seconds``, or ``{'error': ..., 'seconds': ...}`` (the last line
-        of the tool's stderr, or the time-out).
+        The summary of :func:`summarise` plus ``seconds``, or ``{'error': ..., 'seconds': ...}`` (the exception
+        the tool raised, the time-out or the memory limit).
     """
     import os
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / 'flops.json'
         cmd = [sys.executable, str(GET_FLOPS), str(config), '--shape', *(str(s) for s in shape), '--json', str(out)]
-        start = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return dict(error=f'timed out after {timeout:.0f} s', seconds=timeout)
-        seconds = time.perf_counter() - start
-        if proc.returncode != 0 or not out.is_file():
-            lines = (proc.stderr or '').strip().splitlines()
-            return dict(error=lines[-1] if lines else f'exit code {proc.returncode}', seconds=seconds)
+        error, seconds = run_guarded(cmd, timeout=timeout, max_mib=max_mib, env=env, cwd=REPO)
+        if error is None and not out.is_file():
+            error = 'the tool wrote no result'
+        if error is not None:
+            return dict(error=error, seconds=seconds)
         return dict(summarise(json.loads(out.read_text())), seconds=seconds)
+
+
+def _rss_mib(pid: int) -> float:
+    """Resident memory of a process from ``/proc`` (0 where there is none: the guard then only times out)."""
+    try:
+        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def last_exception(stderr: str) -> Optional[str]:
+    """The last ``SomeError: message`` line of a traceback in ``stderr`` (warnings are ignored), else ``None``."""
+    for line in reversed(stderr.strip().splitlines()):
+        head = line.split(':', 1)[0].strip()
+        if ':' in line and not line.startswith(' ') and head.isidentifier() and (
+                head.endswith(('Error', 'Exception', 'Interrupt')) or head == 'Exception'):
+            return line.strip()
+    return None
+
+
+def run_guarded(cmd: Sequence[str], timeout: float, max_mib: float, poll: float = 0.5,
+                **popen_kwargs) -> Tuple[Optional[str], float]:
+    """Run ``cmd`` to its end, stopping it at ``timeout`` seconds or ``max_mib`` MiB of resident memory.
+
+    Returns:
+        ``(error, seconds)``: ``error`` is ``None`` on exit status 0, else why it failed (the limit it hit, or the
+        last exception line of its stderr, or its exit status).
+    """
+    start = time.perf_counter()
+    with tempfile.TemporaryFile('w+') as err:
+        proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=err, text=True, **popen_kwargs)
+        stopped, peak = None, 0.0
+        while proc.poll() is None:
+            peak = max(peak, _rss_mib(proc.pid))
+            elapsed = time.perf_counter() - start
+            if peak > max_mib:
+                stopped = f'stopped at {peak:.0f} MiB of memory (limit {max_mib:.0f} MiB) after {elapsed:.0f} s'
+            elif elapsed > timeout:
+                stopped = f'timed out after {timeout:.0f} s'
+            if stopped:
+                proc.kill()
+                proc.wait()
+                break
+            time.sleep(poll)
+        seconds = time.perf_counter() - start
+        if stopped:
+            return stopped, seconds
+        if proc.returncode == 0:
+            return None, seconds
+        err.seek(0)
+        return last_exception(err.read()) or f'exit status {proc.returncode}', seconds

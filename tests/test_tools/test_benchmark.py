@@ -5,6 +5,7 @@ The short run is one subprocess of ``tools/benchmark.py run --mode short --tasks
 and one clustering model, tiny sizes, two training iterations each): about a minute on two cores.
 """
 import json
+import re
 import subprocess
 import sys
 
@@ -190,3 +191,29 @@ def test_cuda_costs_with_autocast():
     assert {r['precision'] for r in rows} == {'fp32', 'fp16', 'bf16'}
     for row in rows:
         assert row['error'] is None and row['latency_ms'] > 0 and row['train_mem_mib'] > 0
+
+
+def _child(code):
+    return [sys.executable, '-c', code]
+
+
+@pytest.mark.parametrize('code, limits, expected', [
+    # a count that outgrows the memory limit is stopped, and the row says so
+    ('import time; b = bytearray(400 << 20); b[::4096] = b"x" * len(b[::4096]); time.sleep(30)',
+     dict(timeout=60, max_mib=100), r'^stopped at \d+ MiB of memory \(limit 100 MiB\) after \d+ s$'),
+    ('import time; time.sleep(30)', dict(timeout=1, max_mib=1e6), r'^timed out after 1 s$'),
+    # warnings after the traceback's last line do not hide the exception
+    ('import sys, warnings; warnings.warn("noise"); raise ValueError("bad shape 0x0")',
+     dict(timeout=60, max_mib=1e6), r'^ValueError: bad shape 0x0$'),
+    ('import sys; sys.exit(3)', dict(timeout=60, max_mib=1e6), r'^exit status 3$'),
+])
+def test_guarded_count_names_why_it_failed(code, limits, expected):
+    from mmcluster.benchmark.flops import run_guarded
+    error, seconds = run_guarded(_child(code), poll=0.1, **limits)
+    assert re.match(expected, error), error
+    assert seconds < 20
+
+
+def test_guarded_count_succeeds_silently():
+    from mmcluster.benchmark.flops import run_guarded
+    assert run_guarded(_child('print(1)'), timeout=60, max_mib=1e6)[0] is None
