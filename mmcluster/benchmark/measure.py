@@ -95,7 +95,8 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             self.value = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
         elif self._base is not None:
-            self.value = _proc_status('VmHWM') - self._base
+            # the peak was reset before the base was read, so pages freed in between can put it a little below
+            self.value = max(0.0, _proc_status('VmHWM') - self._base)
 
 
 def _sync(device: torch.device) -> None:
