@@ -45,6 +45,55 @@ def test_kmax_convnext_compiles():
     _check('kmax_convnext', DeployWrapper(model), torch.randn(1, 3, 32, 32))
 
 
+def _heads_softmax_over_queries(query, query_pos, value, k_proj, v_proj, q_proj, heads):
+    """One E-step + M-step of the recurrent clustering written the direct way, in plain PyTorch: logits
+    ``q k^T`` ``[B, E, Q, N]``, softmax over the queries (dim -2), update ``Gamma V``."""
+    B, Q, C = query.shape
+    N = value.shape[1]
+
+    def split(x, n):
+        return x.view(B, n, heads, C // heads).transpose(1, 2)
+
+    k, v, q = split(k_proj(value), N), split(v_proj(value), N), split(q_proj(query + query_pos), Q)
+    return split(query, Q) + torch.matmul(torch.matmul(q, k.transpose(-1, -2)).softmax(dim=-2), v)
+
+
+def _projections(channels):
+    return [torch.nn.Linear(channels, channels) for _ in range(3)]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason='torch 2.14.1 inductor (CPU) miscompiles a softmax over dim -2 of q k^T when the '
+                   'projections are in the same graph (98 % off; eager and aot_eager exact): the reason the '
+                   'clustering layers use token-major logits. XPASS = fixed upstream: docs/deployment.md')
+def test_inductor_softmax_over_queries_upstream_bug():
+    torch.manual_seed(0)  # how far off the miscompiled result is depends on the values
+    query, query_pos, value = torch.randn(1, 50, 128), torch.randn(1, 50, 128), torch.randn(1, 128, 128)
+    k_proj, v_proj, q_proj = _projections(128)
+    with torch.no_grad():
+        ref = _heads_softmax_over_queries(query, query_pos, value, k_proj, v_proj, q_proj, 4)
+        torch._dynamo.reset()
+        out = torch.compile(_heads_softmax_over_queries, backend='inductor', dynamic=False)(
+            query, query_pos, value, k_proj, v_proj, q_proj, 4)
+    torch._dynamo.reset()
+    assert float((out - ref).abs().max() / ref.abs().max()) < 1e-4
+
+
+def test_recurrent_clustering_cross_attention_compiles_with_inductor():
+    """The same computation through mmcluster's layer (token-major E-step): inductor equals eager, with the
+    projections in the compiled graph (ClusterFormer's DETR and Mask2Former-style decoders)."""
+    from mmcluster.models.layers.clusterformer_cross_attention import RecurrentClusteringCrossAttention
+    torch.manual_seed(0)
+    layer = RecurrentClusteringCrossAttention(128, 4, num_iters=3).eval()
+    query, query_pos, value = torch.randn(1, 50, 128), torch.randn(1, 50, 128), torch.randn(1, 128, 128)
+    with torch.no_grad():
+        ref = layer(query, value=value, query_pos=query_pos)
+        torch._dynamo.reset()
+        out = torch.compile(layer, backend='inductor', dynamic=False)(query, value=value, query_pos=query_pos)
+    torch._dynamo.reset()
+    assert float((out - ref).abs().max() / ref.abs().max()) < 1e-5
+
+
 def test_graph_breaks_are_grouped_by_function():
     """A break is attributed to the mmcluster function where it happens (what KNOWN_BREAKS is keyed by)."""
     def fn(x):
@@ -64,9 +113,7 @@ INDUCTOR_TIMEOUT_S = 3 * 3600
 @pytest.mark.timeout(INDUCTOR_TIMEOUT_S)
 @pytest.mark.parametrize('models', [
     pytest.param(['--backbones', 'all'], id='backbones'),
-    pytest.param(['--backbones', '--toy-configs'], id='toy_models', marks=pytest.mark.xfail(strict=True, reason=(
-        'inductor: the ClusterFormer DETR and semantic toy models differ from eager (max rel. 0.34 and 0.028, '
-        'measured 2026-11-29; aot_eager is exact), the other 17 toy models are equal: docs/deployment.md'))),
+    pytest.param(['--backbones', '--toy-configs'], id='toy_models'),
 ])
 def test_every_backbone_and_head_compiles_with_inductor(models):
     """tools/deployment/compile_check.py: every backbone, and every toy config's whole model (its neck and

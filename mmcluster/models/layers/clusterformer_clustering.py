@@ -230,39 +230,51 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
             ``c^(T)`` ``[b, E, M, embed_dims/E]``.
         """
         c = centres
-        over = -1 if self.update == 'cross_attn' else -2  # the softmax runs over the tokens or the clusters
+        # The softmax over the clusters runs on token-major logits [b, E, N, M] (over their last dimension),
+        # the softmax over the tokens ('cross_attn') on [b, E, M, N]: the same values, but inductor (torch
+        # 2.14, CPU) miscompiled a softmax over dim -2 of q k^T when the projections were in the same graph
+        # (docs/deployment.md, torch.compile).
+        token_major = self.update != 'cross_attn'
         if attn_mask is not None:  # fully masked (token for 'rca', centre for 'cross_attn'): unmasked
-            attn_mask = attn_mask & ~attn_mask.all(dim=over, keepdim=True)
-        if valid is not None and valid.dim() == 2:
-            valid = valid[:, None, None, :]
+            attn_mask = attn_mask & ~attn_mask.all(dim=-2 if token_major else -1, keepdim=True)
+            if token_major:
+                attn_mask = attn_mask.transpose(-1, -2)
+        if valid is not None:
+            if valid.dim() == 2:
+                valid = valid[:, None, None, :]
+            if token_major:
+                valid = valid.transpose(-1, -2) if valid.dim() >= 2 else valid[:, None]
         scale = None if self.temperature is None else 1.0 / self.temperature
         for t in range(self.num_iters):
             q = self._queries(c, query_pos)
+            k = keys
             if self.update == 'cosine':
-                logits = torch.matmul(F.normalize(q, dim=-1), F.normalize(keys, dim=-1).transpose(-1, -2))
-            else:
-                logits = torch.matmul(q, keys.transpose(-1, -2))  # [b, E, M, N]
+                q, k = F.normalize(q, dim=-1), F.normalize(keys, dim=-1)
+            # [b, E, N, M] (token-major) or [b, E, M, N]
+            logits = torch.matmul(k, q.transpose(-1, -2)) if token_major else torch.matmul(q, k.transpose(-1, -2))
             if scale is not None:
                 logits = logits * scale
             if attn_mask is not None:
                 logits = logits.masked_fill(attn_mask, float('-inf'))
-            if self.update == 'cross_attn' and valid is not None:
+            if not token_major and valid is not None:
                 logits = logits.masked_fill(~valid, float('-inf'))
-            if self.update == 'kmeans':
-                gamma = F.one_hot(logits.argmax(dim=-2), logits.shape[-2]).transpose(-1, -2).to(logits.dtype)
+            if self.update == 'kmeans':  # ties: the first cluster, as argmax over dim -2 of [b, E, M, N]
+                gamma = F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
             else:
-                gamma = logits.softmax(dim=over)  # E-step: over the M clusters (Eq. 2-3) or the tokens (Eq. 1)
+                gamma = logits.softmax(dim=-1)  # E-step: over the M clusters (Eq. 2-3) or the tokens (Eq. 1)
             if valid is not None:
                 gamma = gamma * valid.to(gamma.dtype)
-            update = torch.matmul(gamma, values)  # M-step: [b, E, M, dv]
+            # M-step: [b, E, M, dv]
+            update = torch.matmul(gamma.transpose(-1, -2) if token_major else gamma, values)
             if self.mass_norm:
-                update = update / (gamma.sum(dim=-1, keepdim=True) + 1e-6)
+                mass = gamma.sum(dim=-2).unsqueeze(-1) if token_major else gamma.sum(dim=-1, keepdim=True)
+                update = update / (mass + 1e-6)
             if self.raw_reshape:  # [M, d] result -> channel-first state [d, M] by a raw reshape
                 b, E, M, dv = update.shape
                 update = update.reshape(b, E, dv, M).transpose(-1, -2)
             c = c + update if self.residual else update
             if spatial_shape is not None and self.is_recording_clusters:
-                resp = gamma.transpose(-1, -2)
+                resp = gamma if token_major else gamma.transpose(-1, -2)  # [b, E, N, M]
                 if to_grid is not None:
                     resp = to_grid(resp)
                 self.record_clusters(resp, spatial_shape, resp.shape[-1], kind='soft', step=t,
