@@ -77,22 +77,20 @@ def count_in_subprocess(config, shape: Sequence[int], timeout: float = 1800.0,
 
 
 def _rss_mib(pid: int) -> float:
-    """Resident memory of a process from ``/proc`` (0 where there is none: the guard then only times out)."""
+    """Resident memory of a process (0 where ``/proc`` has none: the guard then only times out)."""
+    from .measure import _proc_status
     try:
-        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0.0
+        return _proc_status('VmRSS', pid)
+    except (OSError, KeyError, ValueError, IndexError):
+        return 0.0
 
 
 def last_exception(stderr: str) -> Optional[str]:
     """The last ``SomeError: message`` line of a traceback in ``stderr`` (warnings are ignored), else ``None``."""
     for line in reversed(stderr.strip().splitlines()):
         head = line.split(':', 1)[0].strip()
-        if ':' in line and not line.startswith(' ') and head.isidentifier() and (
-                head.endswith(('Error', 'Exception', 'Interrupt')) or head == 'Exception'):
+        if ':' in line and not line.startswith(' ') and head.isidentifier() and head.endswith(
+                ('Error', 'Exception', 'Interrupt')):
             return line.strip()
     return None
 

@@ -54,8 +54,9 @@ def check_device(device: str) -> torch.device:
 
 
 # --------------------------------------------------------------------------------------------- memory
-def _proc_status(key: str) -> float:
-    with open('/proc/self/status') as f:
+def _proc_status(key: str, pid='self') -> float:
+    """A memory field of ``/proc/<pid>/status`` (``'VmRSS'``, ``'VmHWM'``) in MiB."""
+    with open(f'/proc/{pid}/status') as f:
         for line in f:
             if line.startswith(key + ':'):
                 return int(line.split()[1]) / 1024.0  # MiB

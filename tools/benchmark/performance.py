@@ -6,7 +6,7 @@ round times the matmul probe once and every model / operation once (order revers
 one warm-up call each, so all of them see the same machine state; the table gives medians over the rounds.
 Every timed call follows one untimed call of the same model (``--rewarm 1``): a model's weights and
 activations (tens of MB) stay in the last-level cache in a loop serving it, but not after another model ran,
-which made CoC-Tiny's forward ~1.5x slower than in a plain loop (``--rewarm 0`` measures that cold start).
+which made CoC-Tiny's forward 15-30 % slower than in a plain loop (``--rewarm 0`` measures that cold start).
 
 * **Floor** of a model: its multiply-adds (``MACs``, counted by ``tools/get_flops.py``'s counter, whose "FLOPs"
   are multiply-adds) divided by the fp32 matmul rate of this run, measured by a large ``torch.matmul`` probe
