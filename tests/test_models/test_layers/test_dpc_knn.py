@@ -248,6 +248,21 @@ def test_larger_n_against_loop_reference_and_chunk_invariance(monkeypatch):
     assert torch.equal(out[0], first[0]) and torch.equal(out[1], first[1])
 
 
+@pytest.mark.parametrize('n,k', [(300, 16), (3136, 16), (3136, 4), (1001, 5), (40, 16), (197, 4)])
+def test_k_smallest_selects_the_same_values_as_topk(n, k):
+    g = torch.Generator().manual_seed(n + k)
+    rows = [torch.randn(3, 7, n, generator=g),
+            torch.randint(0, 5, (3, 7, n), generator=g).float(),  # many ties at the k-th value
+            torch.randn(3, 7, n, generator=g).masked_fill(torch.rand(3, 7, n, generator=g) < 0.9, float('inf'))]
+    rows[0][:, :, 0] = -float('inf')  # the self entry of pass 1
+    for d2 in rows:
+        values, idx = dpc_mod._k_smallest(d2, k)
+        ref = torch.topk(d2, k, dim=-1, largest=False).values
+        assert torch.equal(values.sort(-1).values, ref.sort(-1).values)
+        assert torch.equal(torch.gather(d2, 2, idx), values)
+        assert (idx.sort(-1).values.diff(dim=-1) > 0).all()  # k distinct columns per row
+
+
 def test_never_materialises_n_by_n(monkeypatch):
     N = 4096
     largest = []
