@@ -97,7 +97,7 @@ class TaskSchedule:
 
 
 SCHEDULES: Dict[str, TaskSchedule] = {
-    'classification': TaskSchedule(input_size=(64, 64), batch_size=32, lr=1e-3),
+    'classification': TaskSchedule(input_size=(64, 64), batch_size=32, lr=3e-4),
     'semantic': TaskSchedule(input_size=(128, 128), batch_size=8, lr=1e-3),
     'detection': TaskSchedule(input_size=(64, 64), batch_size=4, lr=4e-4, weight_decay=1e-4, clip_grad=1.0,
                               box_refine=True),
