@@ -91,6 +91,7 @@ class ClusterFormerDETR(DeformableDETR):
         weight = tokens.new_ones(B, 1, h, w) if valid is None else valid.view(B, 1, h, w).to(tokens.dtype)
         grid = tokens.transpose(1, 2).reshape(B, C, h, w)
         qh_qw = self.query_clustering.num_centers
+        self.query_clustering.warn_repeated_centres(h, w)
         # average over the valid tokens of each adaptive-pool bin (a bin with none gets zeros)
         pooled = F.adaptive_avg_pool2d(grid * weight, qh_qw) / F.adaptive_avg_pool2d(weight, qh_qw).clamp(min=1e-6)
         c0 = self.query_clustering.apply_center_ffn(pooled.flatten(2).transpose(1, 2))

@@ -48,11 +48,13 @@ Cluster records (``mmcluster.models.utils.cluster_record``): every iteration rec
 ``'soft'`` ``[B, (E,) N, M]`` with ``step=t`` (0-based), on the token grid given by ``spatial_shape`` (callers
 that fold windows into the batch pass ``to_grid`` to map the responsibilities back).
 """
+import logging
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from torch import Tensor
 
 from mmcluster.models.utils.cluster_record import ClusterRecorder
@@ -169,9 +171,24 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
         H, W = hw_shape
         if H * W != N:
             raise ValueError(f'hw_shape {tuple(hw_shape)} does not match {N} tokens')
+        self.warn_repeated_centres(H, W)
         grid = feats.transpose(1, 2).reshape(B, C, H, W)
         centres = F.adaptive_avg_pool2d(grid, self.num_centers).flatten(2).transpose(1, 2)
         return self.apply_center_ffn(centres)
+
+    def warn_repeated_centres(self, height: int, width: int) -> None:
+        """Warn once when pooling an ``height x width`` map to more centres than it has tokens: the initial
+        centres then repeat (all equal for a 1 x 1 map) and, with equal responsibilities, stay alike, which slows
+        or prevents learning (``docs/benchmark_protocol.md``: the toy ClusterFormer Deformable-DETR at 64², whose
+        stride-64 level has 1-2 tokens for 50 queries, did not learn)."""
+        num = self.num_centers[0] * self.num_centers[1]
+        if height * width >= num or getattr(self, '_warned_repeated', False) or torch.jit.is_tracing() \
+                or torch.compiler.is_compiling():
+            return
+        self._warned_repeated = True
+        print_log(f'{type(self).__name__}: {num} centres pooled from a {height}x{width} map repeat (at most '
+                  f'{height * width} distinct initial centres); use larger inputs, a finer level or learned '
+                  "queries (query_init='free')", logger='current', level=logging.WARNING)
 
     def apply_center_ffn(self, centres: Tensor) -> Tensor:
         return centres if self.center_ffn is None else self.center_ffn(centres)

@@ -8,6 +8,7 @@
   (tests/data/fixtures/clusterformer_layer.pt, made by tools/parity/make_clusterformer_fixture.py), loaded
   through the converter's key mapping.
 """
+import logging
 import math
 from pathlib import Path
 
@@ -204,6 +205,22 @@ def test_rca_pooled_init_ffn_and_valid_mask():
     ref, _ = ref_rca(layer, c0, ref_linear(layer.k_proj, feats[0]), ref_linear(layer.v_proj, feats[0]),
                      valid=valid[0].tolist())
     torch.testing.assert_close(out[0], ref, rtol=1e-10, atol=1e-10)
+
+
+def test_rca_warns_once_when_pooled_centres_must_repeat(monkeypatch):
+    """A 1x1 map pooled to 4 centres gives 4 equal centres: a warning names the sizes, once per module."""
+    import importlib
+    module = importlib.import_module('mmcluster.models.layers.clusterformer_clustering')
+    logged = []
+    monkeypatch.setattr(module, 'print_log', lambda msg, **kwargs: logged.append((msg, kwargs.get('level'))))
+    layer = RecurrentCrossAttentionClustering(4, num_heads=2, num_iters=1, num_centers=(2, 2))
+    layer(torch.randn(1, 4 * 4, 4), hw_shape=(4, 4))  # 16 tokens for 4 centres: no warning
+    assert logged == []
+    centres = layer.init_centres(torch.randn(2, 1, 4), (1, 1))
+    assert torch.equal(centres[:, :1].expand_as(centres), centres)  # what the warning is about
+    layer(torch.randn(1, 1, 4), hw_shape=(1, 1))
+    assert len(logged) == 1 and '4 centres pooled from a 1x1 map' in logged[0][0]
+    assert logged[0][1] == logging.WARNING
 
 
 def test_rca_t0_gradients_and_errors():
