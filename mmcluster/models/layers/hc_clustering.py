@@ -43,6 +43,8 @@ no 9x unfolded copy of either map and no 9x elementwise product. Compared with t
 fold form (forward and training step): ``tools/benchmark/clustering_ops.py --only hc_clustering``; memory:
 ``tools/benchmark/hc_decode_memory.py --op clustering``.
 """
+from typing import Tuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -54,29 +56,58 @@ from mmcluster.registry import MODELS, register_module
 from .hc_decode import HC_OFFSETS, NUM_CANDIDATES, hc_coarse_size, hc_parent_index
 
 
-class _ChannelMoments(torch.autograd.Function):
+def _channel_moments(x: Tensor) -> Tuple[Tensor, Tensor]:
     """Per-pixel ``E_c[x]`` and ``E_c[x^2]`` of an NCHW map (``[B, 1, H, W]`` each), accumulated channel by
     channel into cache-resident sums: ``x.square().mean(1)`` would write and read a full-size square (the
     C-channel input is the largest tensor of the module), ``torch.var_mean(x, 1)`` is ~4x slower on the CPU.
-    Backward: ``dL/dx = (g_mean + 2 x g_sq) / C`` in one pass."""
+    Sums in float32 also for half-precision inputs (as torch's own reductions accumulate)."""
+    mean = x.new_zeros(x.shape[0], 1, *x.shape[2:], dtype=torch.promote_types(x.dtype, torch.float32))
+    square = torch.zeros_like(mean)
+    for c in range(x.shape[1]):
+        channel = x[:, c:c + 1]
+        mean.add_(channel)
+        square.addcmul_(channel, channel)
+    return mean.div_(x.shape[1]).to(x.dtype), square.div_(x.shape[1]).to(x.dtype)
+
+
+class _FoldedProjection(torch.autograd.Function):
+    """``(W' x [B, HW, E], E_c[x], E_c[x^2])`` of an NCHW map ``x`` and ``W' [E, C]``: the GEMM of the folded
+    LayerNorm projection (written channels last) and the per-pixel channel moments (:func:`_channel_moments`),
+    with one backward for both.
+
+    Autograd's own backward of the channels-last product returns ``dL/dx`` as a transposed (channels-last) view,
+    which the caller's NCHW gradient then needs copied (a full-size transposing copy, the slowest pass of the
+    training step) before it is added to the moments' gradient (another full-size pass). Here
+    ``dL/dx = (g_mean + 2 x g_sq) / C + W'^T dL/dy^T`` is written in NCHW directly: one elementwise pass, then
+    the product accumulated into it (``baddbmm_``).
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor):
-        # sums in float32 also for half-precision inputs (as torch's own reductions accumulate)
-        mean = x.new_zeros(x.shape[0], 1, *x.shape[2:], dtype=torch.promote_types(x.dtype, torch.float32))
-        square = torch.zeros_like(mean)
-        for c in range(x.shape[1]):
-            channel = x[:, c:c + 1]
-            mean.add_(channel)
-            square.addcmul_(channel, channel)
-        ctx.save_for_backward(x)
-        return mean.div_(x.shape[1]).to(x.dtype), square.div_(x.shape[1]).to(x.dtype)
+    def forward(ctx, x: Tensor, weight: Tensor):
+        b, c, h, w = x.shape
+        mean, square = _channel_moments(x)
+        y = torch.bmm(x.reshape(b, c, h * w).transpose(1, 2), weight.t().to(x.dtype).expand(b, c, -1))
+        ctx.save_for_backward(x, weight)
+        return y, mean, square
 
     @staticmethod
-    def backward(ctx, grad_mean: Tensor, grad_square: Tensor):
-        x, = ctx.saved_tensors
-        channels = x.shape[1]
-        return torch.addcmul(grad_mean / channels, x, grad_square, value=2.0 / channels)
+    def backward(ctx, grad_y: Tensor, grad_mean: Tensor, grad_square: Tensor):
+        x, weight = ctx.saved_tensors
+        b, c, h, w = x.shape
+        dtype = x.dtype
+        if grad_mean is None:
+            grad_mean = x.new_zeros(b, 1, h, w)
+        if grad_square is None:
+            grad_square = x.new_zeros(b, 1, h, w)
+        grad_x = torch.addcmul(grad_mean.to(dtype) / c, x, grad_square.to(dtype), value=2.0 / c)
+        grad_weight = None
+        if grad_y is not None:
+            grad_y = grad_y.to(dtype)
+            grad_x.view(b, c, h * w).baddbmm_(weight.to(dtype).t().expand(b, c, -1), grad_y.transpose(1, 2))
+            if ctx.needs_input_grad[1]:  # sum_b dy_b^T x_b^T, [E, C]
+                grad_weight = torch.bmm(grad_y.transpose(1, 2), x.reshape(b, c, h * w).transpose(1, 2)).sum(0)
+                grad_weight = grad_weight.to(weight.dtype)
+        return grad_x, grad_weight
 
 
 def _candidate_rows(coarse: Tensor, row: int, cells: int, width: int) -> Tensor:
@@ -215,10 +246,10 @@ class HCClustering(BaseModule, ClusterRecorder):
         # a DC offset of 10 / 100 / 1000 channel std, unit embeddings)
         if torch.jit.is_tracing():  # a plain graph for tracers (get_flops, ONNX): same values
             mean, square = x.mean(1, keepdim=True), x.square().mean(1, keepdim=True)
+            y = torch.bmm(x.reshape(b, c, h * w).transpose(1, 2), w_g.t().expand(b, c, -1))  # [B, HW, E]
         else:
-            mean, square = _ChannelMoments.apply(x)
+            y, mean, square = _FoldedProjection.apply(x, w_g)
         rstd = torch.rsqrt((square - mean.square()).clamp_min(0) + norm.eps).view(b, h * w, 1)
-        y = torch.bmm(x.reshape(b, c, h * w).transpose(1, 2), w_g.t().expand(b, c, -1))  # [B, HW, E]
         y = torch.addcmul(weight @ norm.bias, torch.addcmul(y, mean.view(b, h * w, 1), w_g.sum(1), value=-1), rstd)
         return F.normalize(y, dim=-1).view(b, h, w, -1).permute(0, 3, 1, 2)
 
