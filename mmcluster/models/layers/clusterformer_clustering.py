@@ -130,6 +130,7 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
         self.residual = residual
         self.temperature = temperature
         self.num_centers = None if num_centers is None else to_pair(num_centers, 'num_centers')
+        self._warned_repeated = False  # warn_repeated_centres: once per module
         self.share_q = share_q
         self.raw_reshape = raw_reshape
         self.mass_norm = mass_norm
@@ -182,7 +183,7 @@ class RecurrentCrossAttentionClustering(ClusterRecorder, nn.Module):
         or prevents learning (``docs/benchmark_protocol.md``: the toy ClusterFormer Deformable-DETR at 64², whose
         stride-64 level has 1-2 tokens for 50 queries, did not learn)."""
         num = self.num_centers[0] * self.num_centers[1]
-        if height * width >= num or getattr(self, '_warned_repeated', False) or torch.jit.is_tracing() \
+        if height * width >= num or self._warned_repeated or torch.jit.is_tracing() \
                 or torch.compiler.is_compiling():
             return
         self._warned_repeated = True

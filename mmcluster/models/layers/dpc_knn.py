@@ -188,9 +188,9 @@ def _row_ranked_d2(rows: torch.Tensor, cols: torch.Tensor, buffer: Optional[torc
     pass reuse it: a freshly allocated block (megabytes) made the product about 3x slower than one written
     into memory the previous block left in the cache.
     """
-    B, R, _ = rows.shape
     if buffer is None:
         return torch.bmm(rows, cols.transpose(1, 2))
+    B, R, _ = rows.shape
     out = buffer[:B * R * cols.shape[1]].view(B, R, cols.shape[1])
     return torch.bmm(rows, cols.transpose(1, 2), out=out)
 

@@ -70,6 +70,12 @@ def _channel_moments(x: Tensor) -> Tuple[Tensor, Tensor]:
     return mean.div_(x.shape[1]).to(x.dtype), square.div_(x.shape[1]).to(x.dtype)
 
 
+def _channels_last_product(x: Tensor, weight: Tensor) -> Tensor:
+    """``W' x`` of an NCHW map ``x [B, C, H, W]`` and ``W' [E, C]``, written channels last: ``[B, HW, E]``."""
+    b, c, h, w = x.shape
+    return torch.bmm(x.reshape(b, c, h * w).transpose(1, 2), weight.t().to(x.dtype).expand(b, c, -1))
+
+
 class _FoldedProjection(torch.autograd.Function):
     """``(W' x [B, HW, E], E_c[x], E_c[x^2])`` of an NCHW map ``x`` and ``W' [E, C]``: the GEMM of the folded
     LayerNorm projection (written channels last) and the per-pixel channel moments (:func:`_channel_moments`),
@@ -84,11 +90,8 @@ class _FoldedProjection(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor):
-        b, c, h, w = x.shape
-        mean, square = _channel_moments(x)
-        y = torch.bmm(x.reshape(b, c, h * w).transpose(1, 2), weight.t().to(x.dtype).expand(b, c, -1))
         ctx.save_for_backward(x, weight)
-        return y, mean, square
+        return (_channels_last_product(x, weight), ) + _channel_moments(x)
 
     @staticmethod
     def backward(ctx, grad_y: Tensor, grad_mean: Tensor, grad_square: Tensor):
@@ -246,7 +249,7 @@ class HCClustering(BaseModule, ClusterRecorder):
         # a DC offset of 10 / 100 / 1000 channel std, unit embeddings)
         if torch.jit.is_tracing():  # a plain graph for tracers (get_flops, ONNX): same values
             mean, square = x.mean(1, keepdim=True), x.square().mean(1, keepdim=True)
-            y = torch.bmm(x.reshape(b, c, h * w).transpose(1, 2), w_g.t().expand(b, c, -1))  # [B, HW, E]
+            y = _channels_last_product(x, w_g)  # [B, HW, E]
         else:
             y, mean, square = _FoldedProjection.apply(x, w_g)
         rstd = torch.rsqrt((square - mean.square()).clamp_min(0) + norm.eps).view(b, h * w, 1)

@@ -100,7 +100,6 @@ def test_clustering_matches_slow_reference(size):
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
 
 
-
 @pytest.mark.parametrize('size', [(6, 8), (5, 7)])
 def test_clustering_gradients_match_slow_reference(size):
     """Gradients of every input and parameter (the hand-written backwards of the folded projection, the channel
