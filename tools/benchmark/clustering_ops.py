@@ -13,7 +13,10 @@ change of the shared machine's load hits both alike) after one warm-up call each
 medians and the ratio ``official / ours`` measured in this run. Times are the CPU time of the measuring thread
 (``--clock cpu``, the default: other processes on a shared machine do not stretch it) or wall time
 (``--clock wall``). ``forward`` runs under ``torch.no_grad()``;
-``train`` is forward + ``(out * w).sum().backward()`` with a fixed random ``w``.
+``train`` is forward + ``(out * w).sum().backward()`` with a fixed random ``w``, laid out in memory like each
+form's output (:func:`_weight_like`: the same values; HCFormer decoding returns channels-last on a CPU), so the
+harness's own product runs equally fast for both and the gradient reaching each form has its output's layout,
+as it does behind PyTorch's elementwise ops, which keep the memory format.
 
 The official formulations are re-expressed here from the released code (same operations, same order):
 
@@ -215,6 +218,12 @@ def _weight(case: Case) -> Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(1))
 
 
+def _weight_like(fn: Callable[[], Tensor], weight: Tensor) -> Tensor:
+    """``weight`` copied into the memory layout of ``fn``'s output (equal values, the output's strides)."""
+    with torch.no_grad():
+        return torch.empty_like(fn()).copy_(weight)
+
+
 def run_forward(fn: Callable[[], Tensor]) -> Tensor:
     with torch.no_grad():
         return fn()
@@ -252,8 +261,9 @@ def measure(case: Case, modes: Sequence[str], rounds: int, tol: float, clock: st
             ours, official = (lambda: run_forward(case.ours)), (lambda: run_forward(case.official))
             diff = max_diff([ours()], [official()])
         else:
-            ours = lambda: run_train(case.ours, case.leaves, weight)  # noqa: E731
-            official = lambda: run_train(case.official, case.leaves, weight)  # noqa: E731
+            ours_weight, official_weight = _weight_like(case.ours, weight), _weight_like(case.official, weight)
+            ours = lambda: run_train(case.ours, case.leaves, ours_weight)  # noqa: E731
+            official = lambda: run_train(case.official, case.leaves, official_weight)  # noqa: E731
             diff = max_diff(ours(), official())
         t = interleaved(dict(ours=ours, official=official), rounds, clock) if rounds > 0 else \
             dict(ours=0., official=0.)

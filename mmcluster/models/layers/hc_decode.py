@@ -21,7 +21,19 @@ Decoding (Eq. 5) maps a coarse map ``x`` (``[B, C, Hc, Wc]``) to the fine grid:
 (``x`` taken as 0 outside the map). Odd ``H`` or ``W`` need no special case: the parent cell is still
 ``floor(i / 2)``, and the last coarse row / column simply has a half-empty window.
 
-Implementation (exact, no 9x unfolded copy): ``x`` is upsampled by nearest-neighbour 2x, so that
+Implementation on a CPU (float32 / float64, eager; :func:`_sparse_path`): Eq. 5 is a sparse matrix product. With
+the points channels-last, ``Y [B*H*W, C] = S X`` where ``X [B*Hc*Wc, C]`` and ``S`` holds, in the row of fine
+pixel ``p``, the weights ``A_kp`` at the columns of its on-map candidate cells (at most 9 entries a row; the
+block-diagonal ``S`` of a batch is one matrix). MKL's CSR product reads ``x`` and ``A`` once and writes ``y``
+once, so the output is returned **channels-last** (``[B, C, H, W]`` with ``torch.channels_last`` strides: a
+transposing copy to NCHW would cost more than the product). The backward is the transposed product
+``dL/dX = S^T dL/dY`` and ``dL/dA_kp = <dL/dY_p, X_{q(p)+o_k}>``, a product sampled at the entries of ``S``
+(:func:`torch.sparse.sampled_addmm`). The index arrays of ``S`` and ``S^T`` depend on the size only and are
+cached. Off-map candidates have no entry, so their weights never enter the result and get gradient 0, exactly as
+with the zero padding of the dense form.
+
+Elsewhere (CUDA, half precision, tracing, ONNX export, ``torch.compile``; exact, no 9x unfolded copy):
+``x`` is upsampled by nearest-neighbour 2x, so that
 ``U[i, j] = x[floor(i / 2), floor(j / 2)]`` and hence ``x[floor(i / 2) + dy, floor(j / 2) + dx] =
 U[i + 2 dy, j + 2 dx]``; ``U`` is zero-padded by 2 and the output is 9 shifted in-place multiply-adds
 (``addcmul_``) of ``A[:, k]`` with views of ``U``, one block of channels at a time so that the block's 9 passes
@@ -30,6 +42,8 @@ stay in the L2 cache. Memory: ``U`` of one channel block (~0.5 MiB) during the c
 only ``x`` and ``A`` and recomputes ``U``. ``tools/benchmark/clustering_ops.py`` times both forms (forward
 and training step), ``tools/benchmark/hc_decode_memory.py`` measures their memory.
 """
+import warnings
+from functools import lru_cache
 from typing import List, Sequence, Tuple
 
 import torch
@@ -171,6 +185,102 @@ class _HCDecode(torch.autograd.Function):
         return grad_x, grad_assign
 
 
+@lru_cache(maxsize=32)
+def _sparse_layout(batch: int, height: int, width: int, device: torch.device):
+    """Index arrays of the block-diagonal decoding matrix ``S [B*H*W, B*Hc*Wc]`` and of ``S^T`` (CSR), for a
+    batch of ``height x width`` maps: ``(entries, crow, col, crow_t, col_t, order_t)``.
+
+    ``entries`` are the flat positions, in ``A`` permuted to ``[B, H, W, 9]``, of the on-map candidates (the
+    stored entries of ``S`` in CSR order); ``order_t`` lists them in the CSR order of ``S^T``."""
+    with torch.inference_mode(False), torch.no_grad():
+        hc, wc = hc_coarse_size(height, width)
+        qy = (torch.arange(height) // 2)[:, None, None]
+        qx = (torch.arange(width) // 2)[None, :, None]
+        dy = torch.tensor([o[0] for o in HC_OFFSETS])[None, None]
+        dx = torch.tensor([o[1] for o in HC_OFFSETS])[None, None]
+        cy, cx = qy + dy, qx + dx  # [H, W, 9]
+        on_map = ((cy >= 0) & (cy < hc) & (cx >= 0) & (cx < wc)).expand(batch, -1, -1, -1)
+        cell = (cy * wc + cx).expand(batch, -1, -1, -1) + (torch.arange(batch) * hc * wc)[:, None, None, None]
+        entries = on_map.reshape(-1).nonzero().squeeze(1)
+        col = cell.reshape(-1)[entries]
+        crow = torch.zeros(batch * height * width + 1, dtype=torch.long)
+        crow[1:] = on_map.reshape(-1, NUM_CANDIDATES).sum(1).cumsum(0)
+        order_t = torch.sort(col, stable=True).indices  # entries grouped by cell, pixels ascending within
+        row_of_entry = torch.repeat_interleave(torch.arange(batch * height * width), crow.diff())
+        crow_t = torch.zeros(batch * hc * wc + 1, dtype=torch.long)
+        crow_t[1:] = torch.bincount(col, minlength=batch * hc * wc).cumsum(0)
+        col_t = row_of_entry[order_t]
+        # MKL's CSR routines take 32-bit indices (PyTorch converts 64-bit ones on every call)
+        index = torch.int32 if batch * height * width * NUM_CANDIDATES < 2**31 else torch.long
+        crow, col, crow_t, col_t = (t.to(index) for t in (crow, col, crow_t, col_t))
+        return tuple(t.to(device) for t in (entries, crow, col, crow_t, col_t, order_t))
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, columns: int) -> Tensor:
+    """The CSR matrix with ``len(crow) - 1`` rows and ``columns`` columns (indices trusted: built here)."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the products used here are MKL's
+        warnings.simplefilter('ignore', UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size=(crow.numel() - 1, columns), check_invariants=False)
+
+
+def _sparse_product(matrix: Tensor, dense: Tensor) -> Tensor:
+    """``matrix @ dense`` (CSR times row-major), written by MKL straight into a new row-major result."""
+    out = dense.new_empty(matrix.shape[0], dense.shape[1])
+    # out= with beta 0: no zero-filled result and no copy of it (torch.mm(S, dense) makes both)
+    return torch.addmm(out, matrix, dense, beta=0.0, out=out)
+
+
+def _rows(t: Tensor) -> Tensor:
+    """``[B, C, H, W]`` -> the row-major ``[B*H*W, C]`` matrix of its channels-last points (a view when ``t``
+    is channels-last, else one copy: MKL's products are fastest with row-major operands)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def _channels_last(rows: Tensor, b: int, c: int, h: int, w: int) -> Tensor:
+    """The ``[B*H*W, C]`` matrix as a ``[B, C, H, W]`` tensor with channels-last strides (a view)."""
+    return rows.view(b, h, w, c).permute(0, 3, 1, 2)
+
+
+class _HCDecodeSparse(torch.autograd.Function):
+    """Eq. 5 as MKL's CSR products on a CPU (see the module docstring). The backward saves the row-major points
+    of ``x`` (a view when ``x`` is channels-last) and the entries of ``S`` (the on-map weights of ``A``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, assign: Tensor) -> Tensor:
+        b, c, hc, wc = x.shape
+        h, w = assign.shape[-2:]
+        entries, crow, col, *_ = _sparse_layout(b, h, w, x.device)
+        values = assign.permute(0, 2, 3, 1).reshape(-1).index_select(0, entries)
+        points = _rows(x)
+        ctx.save_for_backward(points, values)
+        ctx.shapes = (b, c, hc, wc, h, w)
+        return _channels_last(_sparse_product(_csr(crow, col, values, b * hc * wc), points), b, c, h, w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        points, values = ctx.saved_tensors
+        b, c, hc, wc, h, w = ctx.shapes
+        entries, crow, col, crow_t, col_t, order_t = _sparse_layout(b, h, w, points.device)
+        grad_rows = _rows(grad)
+        grad_x = grad_assign = None
+        if ctx.needs_input_grad[0]:  # S^T dL/dY
+            matrix_t = _csr(crow_t, col_t, values.index_select(0, order_t), b * h * w)
+            grad_x = _channels_last(_sparse_product(matrix_t, grad_rows), b, c, hc, wc)
+        if ctx.needs_input_grad[1]:  # <dL/dY_p, X_cell> at the entries of S; off-map candidates get 0
+            sampled = torch.sparse.sampled_addmm(_csr(crow, col, values, b * hc * wc), grad_rows, points.t(),
+                                                 beta=0.0).values()
+            grad_assign = values.new_zeros(b * h * w * NUM_CANDIDATES).index_copy_(0, entries, sampled)
+            grad_assign = grad_assign.view(b, h, w, NUM_CANDIDATES).permute(0, 3, 1, 2)
+        return grad_x, grad_assign
+
+
+def _sparse_path(x: Tensor) -> bool:
+    """Whether :class:`_HCDecodeSparse` runs: eager on a CPU with MKL, in float32 / float64."""
+    return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
+            and torch.backends.mkl.is_available() and not torch.jit.is_tracing() and not torch.jit.is_scripting()
+            and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export())
+
+
 def hc_decode(x: Tensor, assign: Tensor) -> Tensor:
     """Cluster-based decoding (HCFormer Eq. 5): ``[B, C, ceil(H/2), ceil(W/2)]`` -> ``[B, C, H, W]``.
 
@@ -180,8 +290,9 @@ def hc_decode(x: Tensor, assign: Tensor) -> Tensor:
             (neighbour order ``k = 3 * (dy + 1) + (dx + 1)``), e.g. from :class:`HCClustering`.
 
     Returns:
-        ``[B, C, H, W]``, ``y_p = sum_k A_kp x_{q(p) + o_k}``. Differentiable w.r.t. both inputs (first
-        order; the backward saves only ``x`` and ``assign``).
+        ``[B, C, H, W]``, ``y_p = sum_k A_kp x_{q(p) + o_k}``; channels-last strides on a CPU (the sparse
+        product's natural layout, see the module docstring), NCHW elsewhere. Differentiable w.r.t. both
+        inputs (first order; the backward saves only ``x`` and ``assign``).
     """
     if x.dim() != 4:
         raise ValueError(f'x must be [B, C, Hc, Wc], got {tuple(x.shape)}')
@@ -190,6 +301,8 @@ def hc_decode(x: Tensor, assign: Tensor) -> Tensor:
         raise ValueError(f'batch sizes differ: x {x.shape[0]}, assign {assign.shape[0]}')
     if assign.dtype != x.dtype:
         assign = assign.to(x.dtype)
+    if _sparse_path(x):
+        return _HCDecodeSparse.apply(x, assign)
     return _HCDecode.apply(x, assign)
 
 

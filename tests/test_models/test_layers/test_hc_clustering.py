@@ -2,6 +2,7 @@
 from the paper's equations, in float64 (odd sizes, border candidates, row sums, gradients, hard limit), against
 the official code's outputs (``tests/data/fixtures/hcformer_parity.pt``, made by
 ``tools/parity/make_hcformer_fixture.py``; weights loaded through the converter), and the cluster records."""
+import importlib
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from mmcluster.models.layers import HCClustering, hc_decode, hc_decode_hierarchy
 from mmcluster.models.layers.hc_decode import HC_OFFSETS, hc_candidate_valid, hc_partitions
 from mmcluster.models.utils.cluster_record import recording_clusters
 
+hc_decode_module = importlib.import_module('mmcluster.models.layers.hc_decode')  # the package exports the function
 FIXTURE = REPO / 'tests' / 'data' / 'fixtures' / 'hcformer_parity.pt'
 
 SIZES = [(6, 8), (5, 7), (1, 1), (3, 2), (7, 1), (2, 9)]
@@ -229,16 +231,55 @@ def test_shape_and_channel_errors():
         hc_decode(torch.randn(1, 3, 4, 4), torch.randn(1, 8, 8, 8))
 
 
+@pytest.fixture(params=['sparse', 'blocked'])
+def decode_path(request, monkeypatch):
+    """Both implementations of Eq. 5: MKL's CSR products (eager, CPU) and the blocked dense form (CUDA,
+    tracing, export, compile), selected by :func:`hc_decode`'s ``_sparse_path``."""
+    if request.param == 'sparse' and not hc_decode_module._sparse_path(torch.zeros(1)):
+        pytest.skip('no MKL: the sparse path does not run here')
+    if request.param == 'blocked':
+        monkeypatch.setattr(hc_decode_module, '_sparse_path', lambda x: False)
+    return request.param
+
+
 @pytest.mark.parametrize('size', SIZES)
-def test_decode_matches_slow_reference(size):
+def test_decode_matches_slow_reference(size, decode_path):
     torch.manual_seed(1)
     h, w = size
     x = torch.randn(2, 3, math.ceil(h / 2), math.ceil(w / 2), dtype=torch.float64)
     a = torch.rand(2, 9, h, w, dtype=torch.float64)  # any weights, also on off-map candidates
-    torch.testing.assert_close(hc_decode(x, a), slow_decode(x, a), rtol=1e-12, atol=1e-12)
+    out = hc_decode(x, a)
+    torch.testing.assert_close(out, slow_decode(x, a), rtol=1e-12, atol=1e-12)
+    layout = torch.channels_last if decode_path == 'sparse' else torch.contiguous_format
+    assert out.is_contiguous(memory_format=layout)
+    # a channels-last input (the hierarchy decodes the sparse path's outputs again) gives the same values
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(hc_decode(x_last, a), slow_decode(x, a), rtol=1e-12, atol=1e-12)
 
 
-def test_decode_gradcheck_and_nearest_limit():
+@pytest.mark.parametrize('grad_layout', [torch.contiguous_format, torch.channels_last, 'strided'])
+def test_decode_gradients_agree_between_paths(grad_layout, monkeypatch):
+    """The sparse path's hand-written backward (transposed product, sampled product) against the blocked
+    path's, for any layout of the incoming gradient; off-map candidates get gradient 0 on both."""
+    if not hc_decode_module._sparse_path(torch.zeros(1)):
+        pytest.skip('no MKL: the sparse path does not run here')
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    a = torch.rand(2, 9, 7, 9, dtype=torch.float64, requires_grad=True)
+    if grad_layout == 'strided':
+        grad = torch.randn(2, 3, 7, 12, dtype=torch.float64)[..., 1:10]
+    else:
+        grad = torch.randn(2, 3, 7, 9, dtype=torch.float64).contiguous(memory_format=grad_layout)
+    sparse = torch.autograd.grad(hc_decode(x, a), (x, a), grad)
+    monkeypatch.setattr(hc_decode_module, '_sparse_path', lambda x: False)
+    blocked = torch.autograd.grad(hc_decode(x, a), (x, a), grad)
+    for s, b in zip(sparse, blocked):
+        torch.testing.assert_close(s, b, rtol=1e-12, atol=1e-12)
+    off_map = ~hc_candidate_valid(7, 9)
+    assert sparse[1][:, off_map].abs().max() == 0 and off_map.any()
+
+
+def test_decode_gradcheck_and_nearest_limit(decode_path):
     torch.manual_seed(2)
     x = torch.randn(1, 2, 3, 2, dtype=torch.float64, requires_grad=True)
     a = torch.rand(1, 9, 5, 3, dtype=torch.float64, requires_grad=True)
