@@ -32,9 +32,6 @@ KNOWN_BREAKS: Dict[Tuple[str, str], str] = {
     ('models/utils/cluster_record.py', 'record_clusters'):
         'building a ClusterRecord (a dataclass appended to a Python list) while recording: only when the '
         'assignments are asked for (the deployment wrapper; visualisation), never in plain inference',
-    ('models/layers/context_cluster.py', '_build_layout'):
-        'CoC region layout: built once per (H, W) with `int(t.max())`, `nonzero` and a Python `bool`, then '
-        'cached (`lru_cache`); dynamo cannot trace the cache, so every call traces the build',
     # found in the toy configs' whole models (heads, necks and the toolkits' parts they use)
     ('models/utils/input_check.py', 'check_finite_features'):
         "input validation of a head's feature maps (a toolkit backbone checks nothing): "
@@ -137,7 +134,7 @@ def unknown_breaks(breaks: List[GraphBreak]) -> List[GraphBreak]:
 
 
 def compile_check(name: str, module: nn.Module, x: Tensor, backend: str = 'inductor', rounds: int = 5,
-                  explain: bool = True, timing: bool = True) -> CompileResult:
+                  explain: bool = True, timing: bool = True, freezing: bool = False) -> CompileResult:
     """Compile ``module`` for input ``x`` and compare it with eager (inference, no gradient).
 
     Args:
@@ -148,47 +145,57 @@ def compile_check(name: str, module: nn.Module, x: Tensor, backend: str = 'induc
         rounds: interleaved timing rounds (median).
         explain: also count the graph breaks with ``torch._dynamo.explain``.
         timing: measure eager and compiled latency.
+        freezing: inductor's inference mode ``torch._inductor.config.freezing``: the weights become constants
+            of the graph, so that it can pre-pack them for oneDNN and fold what depends on them only.
 
     Returns:
         A :class:`CompileResult`; ``compile_s`` is the first compiled call (compile + one run) minus one eager
         run.
     """
-    result = CompileResult(name=name, backend=backend)
+    result = CompileResult(name=name, backend=backend + (' (freezing)' if freezing else ''))
+    import torch._inductor.config as inductor_config
     try:
-        with torch.no_grad():
-            start = time.perf_counter()
-            ref = module(x)
-            eager_once = time.perf_counter() - start
-        if explain:
-            result.graphs, result.breaks = graph_breaks(module, x)
-        torch._dynamo.reset()
-        if isinstance(module, DeployWrapper):  # compile the model; the records are gathered around it
-            inner = torch.compile(module.model, backend=backend, dynamic=False)
-
-            def compiled(inputs):
-                return module.run(inner, inputs)
-        else:
-            compiled = torch.compile(module, backend=backend, dynamic=False)
-        with torch.no_grad():
-            start = time.perf_counter()
-            out = compiled(x)
-            result.compile_s = max(time.perf_counter() - start - eager_once, 0.0)
-            if len(out) < len(ref) and isinstance(module, DeployWrapper):
-                # the cluster records were not gathered from the compiled model (known limitation: the
-                # record's list append is lost across dynamo's graph breaks); compare the model's outputs
-                n_model = sum(name.startswith('out') for name in module.output_names(x))
-                ref, out = ref[:n_model], out[:n_model]
-                result.records_lost = True
-            diff = compare_outputs(ref, out)
-            if diff['shape_errors']:
-                raise RuntimeError(f'compiled outputs differ in shape: {diff["shape_errors"]}')
-            result.max_abs, result.max_rel, result.assign_agree = diff['max_abs'], diff['max_rel'], diff['assign_agree']
-            if timing:
-                ms = interleaved_ms(dict(eager=lambda: module(x), compiled=lambda: compiled(x)), rounds=rounds)
-                result.eager_ms, result.compiled_ms = ms['eager'], ms['compiled']
+        with inductor_config.patch(freezing=freezing):
+            _compile_and_compare(result, module, x, backend, rounds, explain, timing)
     except Exception as e:  # reported in the row: one model failing must not hide the others
         result.error = f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'
         result.error += ' @ ' + ' <- '.join(f'{f.name}' for f in traceback.extract_tb(e.__traceback__)[-3:])
     finally:
         torch._dynamo.reset()
     return result
+
+
+def _compile_and_compare(result: CompileResult, module: nn.Module, x: Tensor, backend: str, rounds: int,
+                         explain: bool, timing: bool) -> None:
+    """The body of :func:`compile_check`, filling ``result``."""
+    with torch.no_grad():
+        start = time.perf_counter()
+        ref = module(x)
+        eager_once = time.perf_counter() - start
+    if explain:
+        result.graphs, result.breaks = graph_breaks(module, x)
+    torch._dynamo.reset()
+    if isinstance(module, DeployWrapper):  # compile the model; the records are gathered around it
+        inner = torch.compile(module.model, backend=backend, dynamic=False)
+
+        def compiled(inputs):
+            return module.run(inner, inputs)
+    else:
+        compiled = torch.compile(module, backend=backend, dynamic=False)
+    with torch.no_grad():
+        start = time.perf_counter()
+        out = compiled(x)
+        result.compile_s = max(time.perf_counter() - start - eager_once, 0.0)
+        if len(out) < len(ref) and isinstance(module, DeployWrapper):
+            # the cluster records were not gathered from the compiled model (known limitation: the
+            # record's list append is lost across dynamo's graph breaks); compare the model's outputs
+            n_model = sum(name.startswith('out') for name in module.output_names(x))
+            ref, out = ref[:n_model], out[:n_model]
+            result.records_lost = True
+        diff = compare_outputs(ref, out)
+        if diff['shape_errors']:
+            raise RuntimeError(f'compiled outputs differ in shape: {diff["shape_errors"]}')
+        result.max_abs, result.max_rel, result.assign_agree = diff['max_abs'], diff['max_rel'], diff['assign_agree']
+        if timing:
+            ms = interleaved_ms(dict(eager=lambda: module(x), compiled=lambda: compiled(x)), rounds=rounds)
+            result.eager_ms, result.compiled_ms = ms['eager'], ms['compiled']

@@ -33,10 +33,18 @@ def test_clustering_attention_compiles():
     assert {b.where for b in result.breaks} <= allowed, [str(b) for b in result.breaks]
 
 
-def test_context_cluster_layer_compiles():
+@pytest.mark.parametrize('size', [(10, 14), (9, 13)], ids=['equal-regions', 'uneven-regions'])
+def test_context_cluster_layer_compiles(size):
+    """The region layout is built from Python ints (traced into the graph, no break): the only breaks left are
+    the recording's, and plain inference compiles into one graph."""
     torch.manual_seed(0)
-    wrapper = DeployWrapper(ContextClusterLayer(16, heads=2, head_dim=8, proposal=2, fold=2).train(False))
-    _check('coc_layer', wrapper, torch.randn(1, 16, 10, 14))
+    layer = ContextClusterLayer(16, heads=2, head_dim=8, proposal=2, fold=2).train(False)
+    result = _check('coc_layer', DeployWrapper(layer), torch.randn(1, 16, *size))
+    assert {b.where for b in result.breaks} <= {('models/utils/cluster_record.py', 'record_clusters')}, \
+        [str(b) for b in result.breaks]
+    plain_layer = ContextClusterLayer(16, heads=2, head_dim=8, proposal=2, fold=2).train(False)  # not recording
+    plain = torch._dynamo.explain(plain_layer)(torch.randn(1, 16, *size))
+    assert plain.graph_break_count == 0, plain.break_reasons
 
 
 def test_kmax_convnext_compiles():

@@ -9,7 +9,9 @@ One command for the issue-14 targets of HCFormer, ClusterFormer and kMaX-DeepLab
 Protocol: one thread, batch 1, float32. For every case both forms are built on the **same** inputs and weights;
 their outputs (and, for the training step, the gradients of every input and parameter) are compared first
 (``max|diff|``); then the two are timed in interleaved rounds (ours, official, official, ours, ... so that a
-change of the shared machine's load hits both alike) after one warm-up call each, and the table gives the
+change of the shared machine's load hits both alike) after one warm-up call each, each timed call right after
+an untimed call of the same form (``--rewarm 1``, as ``performance.py``: each form starts with its own inputs in
+the caches, as inside its model; ``--rewarm 0`` times each right after the other form), and the table gives the
 medians and the ratio ``official / ours`` measured in this run. Times are the CPU time of the measuring thread
 (``--clock cpu``, the default: other processes on a shared machine do not stretch it) or wall time
 (``--clock wall``). ``forward`` runs under ``torch.no_grad()``;
@@ -248,12 +250,16 @@ def max_diff(a: Sequence[Optional[Tensor]], b: Sequence[Optional[Tensor]]) -> fl
     return worst
 
 
-def interleaved(fns: Dict[str, Callable[[], object]], rounds: int, clock: str = 'cpu') -> Dict[str, float]:
-    """Median seconds of each function over ``rounds`` interleaved rounds after one warm-up call each."""
-    return {name: ms / 1e3 for name, ms in interleaved_ms(fns, rounds=rounds, warmup=1, clock=clock).items()}
+def interleaved(fns: Dict[str, Callable[[], object]], rounds: int, clock: str = 'cpu',
+                rewarm: int = 1) -> Dict[str, float]:
+    """Median seconds of each function over ``rounds`` interleaved rounds after one warm-up call each, every
+    timed call after ``rewarm`` untimed calls of the same function (see :func:`interleaved_ms`)."""
+    return {name: ms / 1e3
+            for name, ms in interleaved_ms(fns, rounds=rounds, warmup=1, clock=clock, rewarm=rewarm).items()}
 
 
-def measure(case: Case, modes: Sequence[str], rounds: int, tol: float, clock: str = 'cpu') -> List[dict]:
+def measure(case: Case, modes: Sequence[str], rounds: int, tol: float, clock: str = 'cpu',
+            rewarm: int = 1) -> List[dict]:
     rows = []
     weight = _weight(case) if 'train' in modes else None
     for mode in modes:
@@ -265,7 +271,7 @@ def measure(case: Case, modes: Sequence[str], rounds: int, tol: float, clock: st
             ours = lambda: run_train(case.ours, case.leaves, ours_weight)  # noqa: E731
             official = lambda: run_train(case.official, case.leaves, official_weight)  # noqa: E731
             diff = max_diff(ours(), official())
-        t = interleaved(dict(ours=ours, official=official), rounds, clock) if rounds > 0 else \
+        t = interleaved(dict(ours=ours, official=official), rounds, clock, rewarm) if rounds > 0 else \
             dict(ours=0., official=0.)
         speedup = t['official'] / t['ours'] if t['ours'] > 0 else float('nan')
         rows.append(dict(case=case.name, title=case.title, mode=mode, ours_ms=1e3 * t['ours'],
@@ -292,6 +298,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
     parser.add_argument('--rounds', type=int, default=7, help='interleaved timed rounds (0: check outputs only)')
     parser.add_argument('--tiny', action='store_true', help='tiny sizes and one round (a smoke run)')
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--rewarm', type=int, default=1,
+                        help='untimed calls of a form right before each of its timed calls (default 1: each form '
+                        'starts with its own inputs and working set cached, as when the layer runs inside its '
+                        'model right after the layers that made its inputs; 0: just after the other form ran)')
     parser.add_argument('--clock', choices=sorted(CLOCKS), default='cpu',
                         help='cpu: CPU time of the measuring thread (default; robust to a shared machine, needs '
                         '--threads 1), wall: elapsed time')
@@ -302,12 +312,13 @@ def main(argv: Optional[Sequence[str]] = None) -> List[dict]:
     rounds = 1 if args.tiny else args.rounds
     if args.clock == 'cpu' and args.threads != 1:
         parser.error('--clock cpu measures the calling thread only: use --threads 1 or --clock wall')
-    print(f'{args.threads} thread(s), batch 1, float32, medians of {rounds} interleaved rounds ({args.clock} clock); '
+    print(f'{args.threads} thread(s), batch 1, float32, medians of {rounds} interleaved rounds ({args.clock} clock, '
+          f'{args.rewarm} untimed call(s) before each timed one); '
           f'speed-up = official / ours, measured in this run')
     rows = []
     for name in args.only or list(CASES):
         case = CASES[name](args.tiny, torch.Generator().manual_seed(0))
-        case_rows = measure(case, args.modes, rounds, args.tol, args.clock)
+        case_rows = measure(case, args.modes, rounds, args.tol, args.clock, args.rewarm)
         rows += case_rows
         for r in case_rows:
             print(f"{r['title']:<72} {r['mode']:<7} ours {r['ours_ms']:8.1f} ms  official {r['official_ms']:8.1f} ms"

@@ -8,6 +8,7 @@ Examples::
 
     python tools/deployment/compile_check.py                          # every backbone (smallest variant)
     python tools/deployment/compile_check.py --backbones ClusTR --shape 224 224
+    python tools/deployment/compile_check.py --backbones ContextCluster --shape 224 224 --freezing  # inference
     python tools/deployment/compile_check.py --configs configs/hcformer/hcformer_r18_1xb8-toy_ade20k-256x256.py
     python tools/deployment/compile_check.py --toy-configs --backend aot_eager   # every head, tracing only
 """
@@ -39,6 +40,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--backend', default='inductor', help='torch.compile backend (inductor, aot_eager, eager)')
     parser.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds')
     parser.add_argument('--no-timing', action='store_true', help='only check compile + equality')
+    parser.add_argument('--freezing', action='store_true',
+                        help="inductor's inference mode (torch._inductor.config.freezing: weights as constants, "
+                        'pre-packed for oneDNN)')
     parser.add_argument('--json', default=None, help='also write the rows to this JSON file')
     return parser.parse_args(argv)
 
@@ -99,7 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except Exception as e:  # a model that cannot be built is a row, not a crash
             results.append(CompileResult(name=name, backend=args.backend, error=f'build: {type(e).__name__}: {e}'))
             continue
-        result = compile_check(name, wrapper, x, backend=args.backend, rounds=args.rounds, timing=not args.no_timing)
+        result = compile_check(name, wrapper, x, backend=args.backend, rounds=args.rounds, timing=not args.no_timing,
+                               freezing=args.freezing)
         results.append(result)
         print(f'[compile_check] {name}: {result.error or "ok"}', file=sys.stderr, flush=True)
     print(f'torch {torch.__version__}, input 1x3x{shape[0]}x{shape[1]}, one thread, backend {args.backend}, '

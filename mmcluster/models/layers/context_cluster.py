@@ -44,7 +44,7 @@ pooling tensors) is cached per (size, fold, proposal, device); it is always buil
 a first call under :func:`torch.inference_mode` does not poison later training steps at the same size.
 """
 from functools import lru_cache
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn as nn
@@ -57,10 +57,10 @@ from mmcluster.models.utils.pair import IntPair, to_pair
 NORM_BY = ('sim', 'mask')
 
 
-def split_bounds(size: int, fold: int) -> torch.Tensor:
+def split_bounds(size: int, fold: int) -> List[int]:
     """Region boundaries along one side: ``floor(k*size/f)`` for ``k = 0..f`` with ``f = min(fold, size)``."""
     f = min(fold, size)
-    return torch.div(torch.arange(f + 1) * size, f, rounding_mode='floor')
+    return [k * size // f for k in range(f + 1)]
 
 
 def _adaptive_bins(sizes: torch.Tensor, p: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -88,38 +88,51 @@ def _layout(h: int, w: int, fold: Tuple[int, int], proposal: Tuple[int, int], de
     with ``R = f_h * f_w`` regions, ``L = lmax`` slots per region and ``M = p_h * p_w`` centres per region
     (row-major). Cached tensors are shared by every later call: they are created as normal tensors even when
     the first call runs under ``torch.inference_mode()`` (inference tensors cannot be saved for backward).
+    Under ``torch.compile`` the layout is built inside the graph instead (it depends on the sizes only, so
+    dynamo traces it without a graph break; dynamo does not trace through the cache).
     """
+    if torch.compiler.is_compiling():
+        return _build_layout.__wrapped__(h, w, fold, proposal, device)
     with torch.inference_mode(False), torch.no_grad():
         return _build_layout(h, w, fold, proposal, device)
 
 
+def _side_regions(size: int, fold: int) -> Tuple[List[int], List[int], torch.Tensor, torch.Tensor]:
+    """One side's region starts and sizes (Python ints), and for every position its region and its offset in it."""
+    bounds = split_bounds(size, fold)
+    starts, sizes = bounds[:-1], [b - a for a, b in zip(bounds, bounds[1:])]
+    region = torch.tensor([r for r, n in enumerate(sizes) for _ in range(n)])  # [size]
+    offset = torch.arange(size) - torch.tensor(starts)[region]
+    return starts, sizes, region, offset
+
+
 @lru_cache(maxsize=128)
 def _build_layout(h: int, w: int, fold: Tuple[int, int], proposal: Tuple[int, int], device: torch.device):
-    rb, cb = split_bounds(h, fold[0]), split_bounds(w, fold[1])
-    rh, rw = rb[1:] - rb[:-1], cb[1:] - cb[:-1]  # region heights [fh], widths [fw]
+    # every size below is a Python int, every tensor a function of them: no data-dependent step
+    rb, rh, row_region, row_offset = _side_regions(h, fold[0])
+    cb, rw, col_region, col_offset = _side_regions(w, fold[1])
     fh, fw = len(rh), len(rw)
-    mh, mw = int(rh.max()), int(rw.max())
+    mh, mw = max(rh), max(rw)
     lmax = mh * mw
-    # slot (i, j) of region (a, b) -> map position (rb[a] + i, cb[b] + j)
+    # slot (i, j) of region (a, b) -> map position (rb[a] + i, cb[b] + j), clamped for invalid slots
     i = torch.arange(mh)
     j = torch.arange(mw)
-    rows = rb[:-1, None] + i[None]  # [fh, mh]
-    cols = cb[:-1, None] + j[None]  # [fw, mw]
-    valid_r = i[None] < rh[:, None]  # [fh, mh]
-    valid_c = j[None] < rw[:, None]  # [fw, mw]
+    rows = torch.tensor(rb)[:, None] + i[None]  # [fh, mh]
+    cols = torch.tensor(cb)[:, None] + j[None]  # [fw, mw]
     pos = rows.clamp(max=h - 1)[:, None, :, None] * w + cols.clamp(max=w - 1)[None, :, None, :]
     gather = pos.reshape(-1)  # [(fh fw mh mw)]
+    valid_r = i[None] < torch.tensor(rh)[:, None]  # [fh, mh]
+    valid_c = j[None] < torch.tensor(rw)[:, None]  # [fw, mw]
     valid = (valid_r[:, None, :, None] & valid_c[None, :, None, :]).reshape(fh * fw, lmax)
-    slot = torch.arange(gather.numel())
-    scatter = torch.empty(h * w, dtype=torch.long)
-    vflat = valid.reshape(-1)
-    scatter[gather[vflat]] = slot[vflat]
+    # map position (y, x) -> its slot: region (row_region[y], col_region[x]), offsets within it
+    scatter = (((row_region[:, None] * fw + col_region[None, :]) * mh + row_offset[:, None]) * mw
+               + col_offset[None, :]).reshape(-1)
     # separable adaptive-pool weights on each region's own size
-    prow = _side_pool(rh, proposal[0], mh)  # [fh, ph, mh]
-    pcol = _side_pool(rw, proposal[1], mw)  # [fw, pw, mw]
+    prow = _side_pool(torch.tensor(rh), proposal[0], mh)  # [fh, ph, mh]
+    pcol = _side_pool(torch.tensor(rw), proposal[1], mw)  # [fw, pw, mw]
     pool = prow[:, None, :, None, :, None] * pcol[None, :, None, :, None, :]  # [fh, fw, ph, pw, mh, mw]
     pool = pool.reshape(fh * fw, proposal[0] * proposal[1], lmax)
-    uniform = bool(valid.all())
+    uniform = len(set(rh)) == 1 and len(set(rw)) == 1
     if uniform:
         pool = pool[:1]
     return (gather.to(device), scatter.to(device), None if uniform else valid.to(device), pool.to(device),
