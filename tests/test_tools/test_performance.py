@@ -2,6 +2,7 @@
 DPC-kNN baseline, checked against mmcluster's ``dpc_knn`` (itself tested against TCFormer's stored outputs)."""
 import math
 
+import pytest
 import torch
 from conftest import load_tool
 
@@ -28,6 +29,16 @@ def test_quick_run_prints_every_row(capsys):
     coc = [r for r in res['rows'] if r['name'] == 'coc-tiny']
     assert coc[1]['macs'] == 3 * coc[0]['macs'] > 0  # training floor = 3 x the forward's multiply-adds
     assert all(r['ms'] > 0 for r in res['rows'])
+
+
+@pytest.mark.slow
+def test_quick_run_with_compiled_inference(capsys):
+    """``--compiled`` adds a row per model, against the forward's floor (inductor compile: ~1 minute)."""
+    res = perf.main(['--quick', '--compiled', '--only', 'coc-tiny'])
+    assert 'compiled (inductor, freezing)' in capsys.readouterr().out
+    rows = {r['mode']: r for r in res['rows'] if r['name'] == 'coc-tiny'}
+    assert set(rows) == {'forward', 'train', 'compiled'}
+    assert rows['compiled']['macs'] == rows['forward']['macs'] and rows['compiled']['ms'] > 0
 
 
 def test_inference_fast_paths_equal_the_eager_computation():

@@ -1,5 +1,5 @@
-"""Peak memory and time of HCFormer's cluster-based decoding (Eq. 5) and clustering (Eq. 3): mmcluster's shifted
-forms against the unfold forms of the paper's Listings 1-2.
+"""Peak memory and time of HCFormer's cluster-based decoding (Eq. 5) and clustering (Eq. 3): mmcluster's forms
+(labelled ``shift``) against the unfold forms of the paper's Listings 1-2.
 
 Not a test. Every measurement runs in a fresh subprocess pinned to one thread; after the set-up (imports, inputs)
 the process's peak-RSS counter is reset (``/proc/self/clear_refs``), so ``peak`` is the op's own peak above
@@ -8,8 +8,8 @@ freed tensors leave the RSS at once). Times are medians over ``--repeats`` calls
 inside each subprocess; the table gives medians over ``--runs`` subprocesses.
 
 * ``decode``: ``x`` = ``[B, Q, H/2, W/2]`` mask logits (Q = 100 queries), ``A`` = ``[B, 9, H, W]``;
-  ``shift`` = :func:`mmcluster.models.layers.hc_decode` (per channel block: nearest 2x upsampling + 9 shifted
-  ``addcmul``);
+  ``shift`` = :func:`mmcluster.models.layers.hc_decode` (on a CPU MKL's sparse product ``S X`` with a channels-last
+  result; on CUDA per channel block: nearest 2x upsampling + 9 shifted ``addcmul``);
   ``unfold`` = ``F.unfold(x, 3, padding=1)`` (a 9x copy of ``x``) + einsum with the 2x2-window view of ``A``.
 * ``clustering``: :class:`HCClustering` with ``C_f = C_c / 2 = 256`` (res2 -> res3 of a ResNet-50);
   ``shift`` = the module (window-major embedding, 3 batched products over strided views); ``unfold`` = the same

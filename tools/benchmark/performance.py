@@ -28,6 +28,11 @@ which made CoC-Tiny's forward 15-30 % slower than in a plain loop (``--rewarm 0`
     python tools/benchmark/performance.py --rounds 31 --json perf.json
     python tools/benchmark/performance.py --only coc-tiny --profile forward   # where the time goes
     python tools/benchmark/performance.py --quick                # seconds: tiny sizes, no targets judged
+    python tools/benchmark/performance.py --compiled             # + inference compiled by inductor (freezing)
+
+``--compiled`` adds a ``compiled`` row per model: its inference compiled with ``torch.compile`` (inductor,
+``freezing``: the weights become constants that inductor pre-packs for oneDNN and folds), against the same floor
+and target as the eager forward. Compiling takes about a minute per model, printed before the table.
 
 ``--profile {forward,train}`` prints :mod:`torch.profiler`'s operator table (self CPU time) for every selected
 target instead of the timing table. The numbers depend on the machine and its load: compare ratios measured in
@@ -96,6 +101,7 @@ class Target:
     ratio: float
     macs: int = 0
     model: Optional[nn.Module] = None
+    compiled: Optional[Callable] = None  # the inference compiled by inductor (``--compiled``)
     input: Optional[torch.Tensor] = None
     ms: Dict[str, float] = field(default_factory=dict)  # mode -> median milliseconds
 
@@ -171,13 +177,38 @@ def train_step(model: nn.Module, x: torch.Tensor) -> None:
         p.grad = None
 
 
-def prepare(targets: Sequence[Target], ops: Sequence[OpPair]) -> None:
+def compiled_step(model: nn.Module, compiled: Callable, x: torch.Tensor) -> None:
+    model.eval()  # the training step left it in training mode; dynamo's guards would recompile
+    with torch.no_grad():
+        compiled(x)
+
+
+def compile_inference(model: nn.Module, x: torch.Tensor) -> Tuple[Callable, float]:
+    """``model``'s inference compiled by inductor with ``freezing``, and the seconds the first call took."""
+    import time
+
+    import torch._inductor.config as inductor_config
+    model.eval()
+    compiled = torch.compile(model, dynamic=False)
+    start = time.perf_counter()
+    with inductor_config.patch(freezing=True), torch.no_grad():
+        eager = model(x)
+        out = compiled(x)
+    for a, b in zip(eager, out):  # a wrong compiled model must not give a fast row
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+    return compiled, time.perf_counter() - start
+
+
+def prepare(targets: Sequence[Target], ops: Sequence[OpPair], compiled: bool = False) -> None:
     get_flops = _load_get_flops()
     torch.manual_seed(0)
     for t in targets:
         t.model = t.build().eval()
         t.input = torch.randn(1, 3, t.size, t.size)
         t.macs = int(get_flops.count_flops(t.model, (t.input, ))['flops'])
+        if compiled:
+            t.compiled, seconds = compile_inference(t.model, t.input)
+            print(f'{t.name}: compiled (inductor, freezing) in {seconds:.0f} s; outputs equal to eager')
     for op in ops:
         op.input = smooth_tokens(op.hw, op.channels)
 
@@ -196,13 +227,15 @@ def run_rounds(targets: Sequence[Target], ops: Sequence[OpPair], rounds: int, wa
     for t in targets:
         fns[f'{t.name}/forward'] = lambda t=t: forward_step(t.model, t.input)
         fns[f'{t.name}/train'] = lambda t=t: train_step(t.model, t.input)
+        if t.compiled is not None:
+            fns[f'{t.name}/compiled'] = lambda t=t: compiled_step(t.model, t.compiled, t.input)
     for op in ops:
         m = math.ceil(op.input.shape[1] / 16)
         fns[f'{op.name}/mmcluster'] = lambda op=op: mmcluster_dpc(op)
         fns[f'{op.name}/tcformer'] = lambda op=op, m=m: tcformer_dpc_knn(op.input, m)
     ms = interleaved_ms(fns, rounds=rounds, warmup=warmup, clock=clock, rewarm=rewarm)
     for t in targets:
-        t.ms = {mode: ms[f'{t.name}/{mode}'] for mode in ('forward', 'train')}
+        t.ms = {mode: ms[f'{t.name}/{mode}'] for mode in ('forward', 'train', 'compiled') if f'{t.name}/{mode}' in ms}
     for op in ops:
         op.ms = {impl: ms[f'{op.name}/{impl}'] for impl in ('mmcluster', 'tcformer')}
     return probe_n**3 / (ms['probe'] / 1e3)
@@ -242,7 +275,7 @@ def report(targets: Sequence[Target], ops: Sequence[OpPair], rate: float, rounds
           f'call(s) before each timed one); threads={torch.get_num_threads()}, batch 1, fp32, {clock_name} clock')
     print(f'{"target":<13} {"mode":<8} {"GMAC":>6} {"ms":>8} {"floor ms":>9} {"ratio":>6} {"target":>7} {"":>4}')
     for t in targets:
-        for mode in ('forward', 'train'):
+        for mode in t.ms:
             macs = t.macs * (3 if mode == 'train' else 1)
             floor_ms = 1e3 * macs / rate
             ratio = t.ms[mode] / floor_ms
@@ -280,6 +313,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--profile', choices=('forward', 'train'), help='print the profiler table instead')
     parser.add_argument('--profile-rows', type=int, default=25)
     parser.add_argument('--quick', action='store_true', help='tiny sizes, 1 round: a smoke run, no verdicts')
+    parser.add_argument('--compiled', action='store_true',
+                        help='also time the inference compiled by inductor with freezing (about a minute of '
+                        'compilation per model)')
     parser.add_argument('--json', type=Path, help='also write the rows to this file')
     return parser.parse_args(argv)
 
@@ -293,7 +329,7 @@ def main(argv=None) -> Dict:
         ops = [o for o in ops if any(o.name.startswith(p) for p in args.only)]
     if args.quick:
         args.rounds, args.warmup, args.probe_size = 1, 0, min(args.probe_size, 256)
-    prepare(targets, ops)
+    prepare(targets, ops, compiled=args.compiled)
     if args.profile:
         profile(targets, args.profile, args.profile_rows)
         return {}

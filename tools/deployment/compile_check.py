@@ -8,7 +8,7 @@ Examples::
 
     python tools/deployment/compile_check.py                          # every backbone (smallest variant)
     python tools/deployment/compile_check.py --backbones ClusTR --shape 224 224
-    python tools/deployment/compile_check.py --backbones ContextCluster --shape 224 224 --freezing  # inference
+    python tools/deployment/compile_check.py --backbones ContextCluster --shape 224 224 --freezing --no-assignments
     python tools/deployment/compile_check.py --configs configs/hcformer/hcformer_r18_1xb8-toy_ade20k-256x256.py
     python tools/deployment/compile_check.py --toy-configs --backend aot_eager   # every head, tracing only
 """
@@ -43,6 +43,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--freezing', action='store_true',
                         help="inductor's inference mode (torch._inductor.config.freezing: weights as constants, "
                         'pre-packed for oneDNN)')
+    parser.add_argument('--no-assignments', action='store_true',
+                        help='compile the plain model (no cluster ids among the outputs; recording them adds graph '
+                        'breaks): the inference a deployed model runs')
     parser.add_argument('--json', default=None, help='also write the rows to this JSON file')
     return parser.parse_args(argv)
 
@@ -99,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             model = make()
             samples = example_data_samples(model, shape)
-            wrapper = DeployWrapper(model, samples)
+            wrapper = DeployWrapper(model, samples, assignments=not args.no_assignments)
         except Exception as e:  # a model that cannot be built is a row, not a crash
             results.append(CompileResult(name=name, backend=args.backend, error=f'build: {type(e).__name__}: {e}'))
             continue
