@@ -100,19 +100,23 @@ def coordinate_grid(h: int, w: int, like: Tensor) -> Tensor:
 class _ClusterSum(torch.autograd.Function):
     """``U[b, :, l] = sum_{m: index[b, m] = l} V[b, :, m]``: the M-step ``A V^T`` of a one-hot ``A`` as a
     segment sum (``scatter_add_``, ``O(D N)``) instead of the dense ``[D, N] x [N, L]`` product (``O(D N L)``);
-    its gradient is a gather (``dL/dV[b, :, m] = dL/dU[b, :, index[b, m]]``), again without the one-hot matrix."""
+    its gradient is a gather (``dL/dV[b, :, m] = dL/dU[b, :, index[b, m]]``), again without the one-hot matrix:
+    per sample an ``index_select`` of the columns (1.7x faster than ``torch.gather`` with the index expanded over
+    the channels: 2.7 against 4.7 ms for 256 x 25921)."""
 
     @staticmethod
     def forward(ctx, value: Tensor, index: Tensor, num_clusters: int) -> Tensor:
         b, d, n = value.shape
-        expanded = index[:, None, :].expand(b, d, n)
-        ctx.save_for_backward(expanded)
-        return value.new_zeros(b, d, num_clusters).scatter_add_(2, expanded, value)
+        ctx.save_for_backward(index)
+        return value.new_zeros(b, d, num_clusters).scatter_add_(2, index[:, None, :].expand(b, d, n), value)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        expanded, = ctx.saved_tensors
-        return torch.gather(grad, 2, expanded), None, None
+        index, = ctx.saved_tensors
+        grad_value = grad.new_empty(grad.shape[0], grad.shape[1], index.shape[1])
+        for b in range(grad.shape[0]):
+            torch.index_select(grad[b], 1, index[b], out=grad_value[b])
+        return grad_value, None, None
 
 
 def kmeans_assignment(mask_logits: Tensor) -> Tensor:
