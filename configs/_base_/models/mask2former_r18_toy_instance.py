@@ -19,4 +19,4 @@ model = dict(
         loss_cls=dict(class_weight=[1.0] * num_classes + [0.1])),
     panoptic_fusion_head=dict(
         num_things_classes=num_things_classes, num_stuff_classes=num_stuff_classes),
-    test_cfg=dict(panoptic_on=False))
+    test_cfg=dict(panoptic_on=False, max_per_image=30))  # thing classes only: one result per query
