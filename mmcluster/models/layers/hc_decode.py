@@ -88,8 +88,8 @@ _BLOCK_ELEMENTS = 1 << 17
 
 def _channel_blocks(channels: int, height: int, width: int) -> List[Tuple[int, int]]:
     """``(start, stop)`` channel ranges of about :data:`_BLOCK_ELEMENTS` output elements each."""
-    step = max(1, _BLOCK_ELEMENTS // (height * width))
-    return [(c0, min(channels, c0 + step)) for c0 in range(0, channels, step)]
+    step = max(1, _BLOCK_ELEMENTS // max(1, height * width))
+    return [(c0, min(channels, c0 + step)) for c0 in range(0, channels, step)] or [(0, 0)]  # no channels: one empty
 
 
 def _shift(up: Tensor, dy: int, dx: int, height: int, width: int) -> Tensor:
@@ -233,7 +233,8 @@ def _sparse_product(matrix: Tensor, dense: Tensor) -> Tensor:
 def _rows(t: Tensor) -> Tensor:
     """``[B, C, H, W]`` -> the row-major ``[B*H*W, C]`` matrix of its channels-last points (a view when ``t``
     is channels-last, else one copy: MKL's products are fastest with row-major operands)."""
-    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+    b, c, h, w = t.shape
+    return t.permute(0, 2, 3, 1).reshape(b * h * w, c)
 
 
 def _channels_last(rows: Tensor, b: int, c: int, h: int, w: int) -> Tensor:

@@ -279,6 +279,17 @@ def test_decode_gradients_agree_between_paths(grad_layout, monkeypatch):
     assert sparse[1][:, off_map].abs().max() == 0 and off_map.any()
 
 
+@pytest.mark.parametrize('batch, channels', [(1, 0), (0, 3)], ids=['no-masks', 'empty-batch'])
+def test_decode_empty_inputs(batch, channels, decode_path):
+    """No masks (e.g. no queries left) or an empty batch: empty outputs and zero gradients, no error."""
+    x = torch.randn(batch, channels, 3, 4, dtype=torch.float64, requires_grad=True)
+    a = torch.rand(batch, 9, 6, 7, dtype=torch.float64, requires_grad=True)
+    out = hc_decode(x, a)
+    assert out.shape == (batch, channels, 6, 7)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and a.grad.shape == a.shape and not a.grad.any()
+
+
 def test_decode_gradcheck_and_nearest_limit(decode_path):
     torch.manual_seed(2)
     x = torch.randn(1, 2, 3, 2, dtype=torch.float64, requires_grad=True)
