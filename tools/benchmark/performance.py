@@ -42,6 +42,7 @@ import argparse
 import importlib.util
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -185,8 +186,6 @@ def compiled_step(model: nn.Module, compiled: Callable, x: torch.Tensor) -> None
 
 def compile_inference(model: nn.Module, x: torch.Tensor) -> Tuple[Callable, float]:
     """``model``'s inference compiled by inductor with ``freezing``, and the seconds the first call took."""
-    import time
-
     import torch._inductor.config as inductor_config
     model.eval()
     compiled = torch.compile(model, dynamic=False)

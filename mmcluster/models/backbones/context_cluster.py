@@ -36,6 +36,7 @@ from mmengine.model.weight_init import trunc_normal_init
 
 from mmcluster.models.backbones.base import BaseBackbone, per_stage, resolve_arch
 from mmcluster.models.layers.context_cluster import NORM_BY, ContextClusterLayer
+from mmcluster.models.utils.eager import running_eagerly
 from mmcluster.registry import MODELS, register_module
 
 ARCH_KEYS = ('layers', 'embed_dims', 'mlp_ratios', 'heads', 'head_dim', 'proposal', 'fold')
@@ -84,9 +85,7 @@ class ClusterMlp(nn.Module):
         no backward and no autocast), eager mode (not while tracing, exporting or compiling), exact GELU."""
         return (not torch.is_grad_enabled() and x.device.type == 'cpu' and x.dtype == torch.float32
                 and self.fc1.bias is not None and isinstance(self.act, nn.GELU) and self.act.approximate == 'none'
-                and _HAS_FUSED_LINEAR and not torch.is_autocast_enabled('cpu') and not torch.jit.is_tracing()
-                and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
-                and not torch.onnx.is_in_onnx_export())
+                and _HAS_FUSED_LINEAR and not torch.is_autocast_enabled('cpu') and running_eagerly())
 
 
 def group_norm_tokens(norm: nn.GroupNorm, tokens: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmcluster.models.utils.eager import running_eagerly
+
 #: candidate offsets ``(dy, dx)`` in the order of the assignment channel ``k = 3 * (dy + 1) + (dx + 1)``
 HC_OFFSETS: Tuple[Tuple[int, int], ...] = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 NUM_CANDIDATES = 9
@@ -278,8 +280,7 @@ class _HCDecodeSparse(torch.autograd.Function):
 def _sparse_path(x: Tensor) -> bool:
     """Whether :class:`_HCDecodeSparse` runs: eager on a CPU with MKL, in float32 / float64."""
     return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
-            and torch.backends.mkl.is_available() and not torch.jit.is_tracing() and not torch.jit.is_scripting()
-            and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export())
+            and torch.backends.mkl.is_available() and running_eagerly())
 
 
 def hc_decode(x: Tensor, assign: Tensor) -> Tensor:
