@@ -13,8 +13,6 @@ import argparse
 import datetime
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -163,23 +161,12 @@ def accuracy_command(mode: str) -> str:
     return f'python tools/benchmark.py run --mode {mode} --parts accuracy --reuse <this folder>'
 
 
-def _machine() -> str:
-    cores = os.cpu_count()
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), cpu)
-    except OSError:
-        pass
-    return f'{cpu}, {cores} cores'
-
-
 def run(args: argparse.Namespace) -> Path:
     """Measure the chosen parts, write ``results.json`` and the report; returns the results folder."""
     import torch
 
     from . import protocol
-    from .measure import check_device, measure_costs, threads
+    from .measure import check_device, machine_description, measure_costs, threads
     check_device(args.device)  # fail before anything is built
     stamp = datetime.datetime.utcnow().strftime('%Y%m%d-%H%M%S')
     out = Path(args.out or REPO / 'benchmark_results' / f'{args.mode}-{stamp}')
@@ -192,7 +179,8 @@ def run(args: argparse.Namespace) -> Path:
     argv = ' '.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith('benchmark.py') else f'run --mode {args.mode}'
     results: Dict[str, Any] = dict(meta=dict(
         command=f'python tools/benchmark.py {argv}', mode=args.mode, parts=args.parts,
-        date=datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC'), machine=_machine(), device=args.device,
+        date=datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC'), machine=machine_description(),
+        device=args.device,
         threads=args.threads, clock=args.clock, op_clock=args.clock, torch=torch.__version__, rounds=args.rounds, repeats=args.repeats,
         warmup=args.warmup, batch=args.batch, train_batch=args.train_batch, op_rounds=args.op_rounds,
         note='CPU time is not stretched by the load of a shared machine (shared caches and memory bandwidth still '

@@ -25,6 +25,7 @@ is the median over all rounds (``repeats`` calls per round, after ``warmup`` unt
 """
 import math
 import os
+import platform
 import statistics
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -51,6 +52,19 @@ def check_device(device: str) -> torch.device:
         raise RuntimeError('--device cuda: torch.cuda.is_available() is False on this machine (no GPU or no CUDA '
                            f'build of torch {torch.__version__}); run on the CPU (--device cpu) or on a GPU machine')
     return torch.device(device)
+
+
+def machine_description(device: Optional[torch.device] = None) -> str:
+    """The GPU's name for a CUDA ``device``, else the CPU's model name and core count (``/proc/cpuinfo``)."""
+    if device is not None and device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+    except OSError:
+        pass
+    return f'{cpu}, {os.cpu_count()} cores'
 
 
 # --------------------------------------------------------------------------------------------- memory

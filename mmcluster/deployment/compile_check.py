@@ -134,7 +134,8 @@ def unknown_breaks(breaks: List[GraphBreak]) -> List[GraphBreak]:
 
 
 def compile_check(name: str, module: nn.Module, x: Tensor, backend: str = 'inductor', rounds: int = 5,
-                  explain: bool = True, timing: bool = True, freezing: bool = False) -> CompileResult:
+                  explain: bool = True, timing: bool = True, freezing: bool = False,
+                  mode: Optional[str] = None) -> CompileResult:
     """Compile ``module`` for input ``x`` and compare it with eager (inference, no gradient).
 
     Args:
@@ -147,16 +148,19 @@ def compile_check(name: str, module: nn.Module, x: Tensor, backend: str = 'induc
         timing: measure eager and compiled latency.
         freezing: inductor's inference mode ``torch._inductor.config.freezing``: the weights become constants
             of the graph, so that it can pre-pack them for oneDNN and fold what depends on them only.
+        mode: ``torch.compile``'s ``mode`` (None: the default; ``'max-autotune-no-cudagraphs'``: inductor also
+            benchmarks its own GEMM kernels against the library's at compile time).
 
     Returns:
         A :class:`CompileResult`; ``compile_s`` is the first compiled call (compile + one run) minus one eager
         run.
     """
-    result = CompileResult(name=name, backend=backend + (' (freezing)' if freezing else ''))
+    result = CompileResult(name=name, backend=backend + (' (freezing)' if freezing else '')
+                           + (f', {mode}' if mode else ''))
     import torch._inductor.config as inductor_config
     try:
         with inductor_config.patch(freezing=freezing):
-            _compile_and_compare(result, module, x, backend, rounds, explain, timing)
+            _compile_and_compare(result, module, x, backend, rounds, explain, timing, mode)
     except Exception as e:  # reported in the row: one model failing must not hide the others
         result.error = f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'
         result.error += ' @ ' + ' <- '.join(f'{f.name}' for f in traceback.extract_tb(e.__traceback__)[-3:])
@@ -166,7 +170,7 @@ def compile_check(name: str, module: nn.Module, x: Tensor, backend: str = 'induc
 
 
 def _compile_and_compare(result: CompileResult, module: nn.Module, x: Tensor, backend: str, rounds: int,
-                         explain: bool, timing: bool) -> None:
+                         explain: bool, timing: bool, mode: Optional[str] = None) -> None:
     """The body of :func:`compile_check`, filling ``result``."""
     with torch.no_grad():
         start = time.perf_counter()
@@ -176,12 +180,12 @@ def _compile_and_compare(result: CompileResult, module: nn.Module, x: Tensor, ba
         result.graphs, result.breaks = graph_breaks(module, x)
     torch._dynamo.reset()
     if isinstance(module, DeployWrapper):  # compile the model; the records are gathered around it
-        inner = torch.compile(module.model, backend=backend, dynamic=False)
+        inner = torch.compile(module.model, backend=backend, dynamic=False, mode=mode)
 
         def compiled(inputs):
             return module.run(inner, inputs)
     else:
-        compiled = torch.compile(module, backend=backend, dynamic=False)
+        compiled = torch.compile(module, backend=backend, dynamic=False, mode=mode)
     with torch.no_grad():
         start = time.perf_counter()
         out = compiled(x)

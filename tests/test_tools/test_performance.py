@@ -19,15 +19,55 @@ def test_tcformer_formulation_clusters_like_dpc_knn():
         assert torch.equal(idx, ref_idx) and torch.equal(centers, ref_centers)
 
 
-def test_quick_run_prints_every_row(capsys):
-    res = perf.main(['--quick', '--only', 'coc-tiny', 'dpc'])
-    out = capsys.readouterr().out
-    assert 'matmul probe' in out and 'coc-tiny' in out and 'dpc-knn N=256' in out
+@pytest.fixture(scope='module')
+def quick_fp32_run():
+    return perf.main(['--quick', '--only', 'coc-tiny', 'dpc'])
+
+
+def test_quick_run_prints_every_row(quick_fp32_run):
+    res = quick_fp32_run
     rows = {(r['name'], r['mode']) for r in res['rows']}
     assert rows == {('coc-tiny', 'forward'), ('coc-tiny', 'train'), ('dpc-knn N=256', 'forward'),
                     ('dpc-knn N=576', 'forward')}
     coc = [r for r in res['rows'] if r['name'] == 'coc-tiny']
     assert coc[1]['macs'] == 3 * coc[0]['macs'] > 0  # training floor = 3 x the forward's multiply-adds
+    assert all(r['ms'] > 0 for r in res['rows'])
+    assert (res['device'], res['precision'], res['batch']) == ('cpu', 'fp32', 1)
+
+
+def test_batch_and_autocast_precision(quick_fp32_run, capsys):
+    """``--batch`` multiplies the floor's multiply-adds and the images per second; ``--precision bf16`` runs
+    the models and the probe under autocast (on a CPU a correctness smoke only); no verdict outside issue 14's
+    setting (CPU, batch 1, fp32)."""
+    res = perf.main(['--quick', '--only', 'coc-tiny', '--batch', '2', '--precision', 'bf16'])
+    out = capsys.readouterr().out
+    assert 'batch 2, bf16' in out and 'PASS' not in out and 'MISS' not in out
+    single = {r['mode']: r for r in quick_fp32_run['rows'] if r['name'] == 'coc-tiny'}
+    for r in res['rows']:
+        assert (r['batch'], r['precision']) == (2, 'bf16')
+        assert r['macs'] == 2 * single[r['mode']]['macs']
+        assert r['img_s'] == pytest.approx(2e3 / r['ms'])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the error without a GPU')
+def test_cuda_without_gpu_is_a_clear_error():
+    with pytest.raises(RuntimeError, match='torch.cuda.is_available'):
+        perf.main(['--quick', '--only', 'coc-tiny', '--device', 'cuda'])
+
+
+def test_bad_settings_are_rejected(capsys):
+    for argv in (['--device', 'cuda', '--clock', 'cpu'], ['--threads', '2', '--clock', 'cpu'], ['--batch', '0']):
+        with pytest.raises(SystemExit):
+            perf.parse_args(argv)
+    assert '--clock cpu needs --device cpu' in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_quick_run_on_a_gpu_with_fp16():
+    """Issue 14 item 4's command at tiny sizes: every row on the GPU under fp16 autocast."""
+    res = perf.main(['--quick', '--device', 'cuda', '--precision', 'fp16', '--batch', '4'])
+    assert res['device'] == 'cuda' and res['device_name']
+    assert {r['name'] for r in res['rows']} >= {'coc-tiny', 'clustr-tiny'}
     assert all(r['ms'] > 0 for r in res['rows'])
 
 

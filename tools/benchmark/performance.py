@@ -29,6 +29,16 @@ which made CoC-Tiny's forward 15-30 % slower than in a plain loop (``--rewarm 0`
     python tools/benchmark/performance.py --only coc-tiny --profile forward   # where the time goes
     python tools/benchmark/performance.py --quick                # seconds: tiny sizes, no targets judged
     python tools/benchmark/performance.py --compiled             # + inference compiled by inductor (freezing)
+    python tools/benchmark/performance.py --device cuda --batch 128 --precision fp16   # issue 14 item 4 (a GPU)
+
+``--device cuda`` / ``--precision {fp32,fp16,bf16}`` / ``--batch N`` measure the same rows on a GPU, under
+autocast, at a larger batch (issue 14, item 4: batch 128 at 224^2). The probe then runs on that device in that
+precision, so the floor is the model's multiply-adds (``batch x`` those of one image) at the device's matmul rate
+in the measured precision; every row also gives images per second, and CoC's rows their ratio to the published
+throughput (the CoC paper's Table 1: a V100, batch 128). Times are wall-clock after ``torch.cuda.synchronize()``.
+The floor-ratio verdicts are those of issue 14's setting (CPU, batch 1, fp32); other settings print no verdict.
+On a CPU, ``--precision bf16`` runs (autocast) but is a correctness smoke test only: these CPUs run bf16 ~90x
+slower than fp32.
 
 ``--compiled`` adds a ``compiled`` row per model: its inference compiled with ``torch.compile`` (inductor,
 ``freezing``: the weights become constants that inductor pre-packs for oneDNN and folds), against the same floor
@@ -50,9 +60,41 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from mmcluster.benchmark.measure import PRECISIONS, check_device, default_clock, machine_description
 from mmcluster.utils.timing import CLOCKS, interleaved_ms
 
 REPO = Path(__file__).resolve().parents[2]
+#: autocast dtype of each ``--precision`` (None: no autocast)
+AUTOCAST_DTYPES = PRECISIONS['cuda']
+#: published inference throughput, images per second (the CoC paper's Table 1: a V100, batch 128, 224^2)
+PUBLISHED_IMG_S = {'coc-tiny': 518.4, 'coc-small': 513.0, 'coc-medium': 325.2}
+
+
+@dataclass
+class Setting:
+    """Where and how the models run: device, autocast precision, batch size."""
+    device: torch.device = field(default_factory=lambda: torch.device('cpu'))
+    precision: str = 'fp32'
+    batch: int = 1
+
+    @property
+    def is_issue_setting(self) -> bool:
+        """Issue 14's floor targets are defined on a CPU at batch 1 in fp32."""
+        return self.device.type == 'cpu' and self.precision == 'fp32' and self.batch == 1
+
+    def autocast(self):
+        dtype = AUTOCAST_DTYPES[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def sync(self) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+    def device_name(self) -> str:
+        return machine_description(self.device)
+
+
+CPU_FP32 = Setting()
 
 
 def _load_get_flops():
@@ -81,14 +123,14 @@ def tcformer_dpc_knn(x: torch.Tensor, num_clusters: int, k: int = 5) -> Tuple[to
     dist = torch.cdist(x, x) / math.sqrt(C)  # [B, N, N]
     knn = torch.topk(dist, k, dim=-1, largest=False).values
     density = (-(knn**2).mean(dim=-1)).exp()
-    density = density + torch.rand(density.shape, generator=torch.Generator().manual_seed(0)) * 1e-6
+    density = density + torch.rand(density.shape, generator=torch.Generator().manual_seed(0)).to(x.device) * 1e-6
     denser = density[:, None, :] > density[:, :, None]  # [b, i, j]: j denser than i
     dist_max = dist.flatten(1).max(dim=-1).values[:, None, None]
     delta = torch.where(denser, dist, dist_max).min(dim=-1).values
     centers = torch.topk(delta * density, num_clusters, dim=-1).indices  # [B, M]
     to_centers = torch.gather(dist, 1, centers[..., None].expand(B, num_clusters, N))  # [B, M, N]
     idx = to_centers.argmin(dim=1)
-    idx.scatter_(1, centers, torch.arange(num_clusters).expand(B, num_clusters))
+    idx.scatter_(1, centers, torch.arange(num_clusters, device=x.device).expand(B, num_clusters))
     return idx, centers
 
 
@@ -155,61 +197,80 @@ def smooth_tokens(hw: int, channels: int, seed: int = 0) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- timing
-def probe(n: int) -> Callable[[], None]:
-    """The matmul probe: one ``n x n @ n x n`` product (``n^3`` multiply-adds)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return lambda: torch.matmul(a, b)
+def probe(n: int, setting: Setting = CPU_FP32) -> Callable[[], None]:
+    """The matmul probe: one ``n x n @ n x n`` product (``n^3`` multiply-adds) on the setting's device, in its
+    precision (under the same autocast as the models)."""
+    a, b = torch.randn(n, n, device=setting.device), torch.randn(n, n, device=setting.device)
+
+    def run() -> None:
+        with setting.autocast():
+            torch.matmul(a, b)
+        setting.sync()
+    return run
 
 
-def forward_step(model: nn.Module, x: torch.Tensor) -> None:
+def forward_step(model: nn.Module, x: torch.Tensor, setting: Setting = CPU_FP32) -> None:
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), setting.autocast():
         model(x)
+    setting.sync()
 
 
-def train_step(model: nn.Module, x: torch.Tensor) -> None:
+def train_step(model: nn.Module, x: torch.Tensor, setting: Setting = CPU_FP32) -> None:
     """Forward + backward of a scalar loss over every output, then the gradients freed, as an optimiser's
     ``zero_grad(set_to_none=True)`` does after its step. Gradients left in place (hundreds of MB over the
-    measured models) made every later forward in the process 10-30 % slower."""
+    measured models) made every later forward in the process 10-30 % slower. Under autocast the loss is summed
+    in float32 (the backward runs outside autocast, as in a training loop)."""
     model.train()
-    outs = model(x)
-    sum(o.mean() for o in outs).backward()
+    with setting.autocast():
+        outs = model(x)
+        loss = sum(o.float().mean() for o in outs)
+    loss.backward()
     for p in model.parameters():
         p.grad = None
+    setting.sync()
 
 
-def compiled_step(model: nn.Module, compiled: Callable, x: torch.Tensor) -> None:
+def compiled_step(model: nn.Module, compiled: Callable, x: torch.Tensor, setting: Setting = CPU_FP32) -> None:
     model.eval()  # the training step left it in training mode; dynamo's guards would recompile
-    with torch.no_grad():
+    with torch.no_grad(), setting.autocast():
         compiled(x)
+    setting.sync()
 
 
-def compile_inference(model: nn.Module, x: torch.Tensor) -> Tuple[Callable, float]:
-    """``model``'s inference compiled by inductor with ``freezing``, and the seconds the first call took."""
+def compile_inference(model: nn.Module, x: torch.Tensor, setting: Setting = CPU_FP32,
+                      mode: Optional[str] = None) -> Tuple[Callable, float]:
+    """``model``'s inference compiled by inductor with ``freezing`` (``torch.compile`` ``mode``: None for the
+    default, e.g. ``'max-autotune-no-cudagraphs'``), and the seconds the first call took."""
     import torch._inductor.config as inductor_config
     model.eval()
-    compiled = torch.compile(model, dynamic=False)
+    compiled = torch.compile(model, dynamic=False, mode=mode)
     start = time.perf_counter()
-    with inductor_config.patch(freezing=True), torch.no_grad():
+    with inductor_config.patch(freezing=True), torch.no_grad(), setting.autocast():
         eager = model(x)
         out = compiled(x)
+    tol = 1e-4 if setting.precision == 'fp32' else 2e-2  # fp16 / bf16: both forms round at every operator
     for a, b in zip(eager, out):  # a wrong compiled model must not give a fast row
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(b, a, rtol=tol, atol=tol)
     return compiled, time.perf_counter() - start
 
 
-def prepare(targets: Sequence[Target], ops: Sequence[OpPair], compiled: bool = False) -> None:
+def prepare(targets: Sequence[Target], ops: Sequence[OpPair], compiled: bool = False,
+            setting: Setting = CPU_FP32, compile_mode: Optional[str] = None) -> None:
     get_flops = _load_get_flops()
     torch.manual_seed(0)
     for t in targets:
         t.model = t.build().eval()
-        t.input = torch.randn(1, 3, t.size, t.size)
-        t.macs = int(get_flops.count_flops(t.model, (t.input, ))['flops'])
+        # multiply-adds of one image, counted on the CPU (the counter traces the model), times the batch
+        t.macs = setting.batch * int(get_flops.count_flops(t.model, (torch.randn(1, 3, t.size, t.size), ))['flops'])
+        t.model.to(setting.device)
+        t.input = torch.randn(setting.batch, 3, t.size, t.size, device=setting.device)
         if compiled:
-            t.compiled, seconds = compile_inference(t.model, t.input)
-            print(f'{t.name}: compiled (inductor, freezing) in {seconds:.0f} s; outputs equal to eager')
+            t.compiled, seconds = compile_inference(t.model, t.input, setting, compile_mode)
+            print(f'{t.name}: compiled (inductor, freezing, mode {compile_mode or "default"}) in {seconds:.0f} s; '
+                  'outputs equal to eager')
     for op in ops:
-        op.input = smooth_tokens(op.hw, op.channels)
+        op.input = smooth_tokens(op.hw, op.channels).to(setting.device)
 
 
 def mmcluster_dpc(op: OpPair) -> None:
@@ -218,20 +279,20 @@ def mmcluster_dpc(op: OpPair) -> None:
 
 
 def run_rounds(targets: Sequence[Target], ops: Sequence[OpPair], rounds: int, warmup: int, probe_n: int,
-               clock: str = 'cpu', rewarm: int = 1) -> float:
+               clock: str = 'cpu', rewarm: int = 1, setting: Setting = CPU_FP32) -> float:
     """Time the probe, every target's forward and training step and every op pair in the same interleaved
     rounds (:func:`mmcluster.utils.timing.interleaved_ms`); store the medians; return the probe's rate
-    (multiply-adds per second)."""
-    fns: Dict[str, Callable[[], object]] = {'probe': probe(probe_n)}
+    (multiply-adds per second). DPC-kNN runs in float32 whatever the precision (it computes in float32)."""
+    fns: Dict[str, Callable[[], object]] = {'probe': probe(probe_n, setting)}
     for t in targets:
-        fns[f'{t.name}/forward'] = lambda t=t: forward_step(t.model, t.input)
-        fns[f'{t.name}/train'] = lambda t=t: train_step(t.model, t.input)
+        fns[f'{t.name}/forward'] = lambda t=t: forward_step(t.model, t.input, setting)
+        fns[f'{t.name}/train'] = lambda t=t: train_step(t.model, t.input, setting)
         if t.compiled is not None:
-            fns[f'{t.name}/compiled'] = lambda t=t: compiled_step(t.model, t.compiled, t.input)
+            fns[f'{t.name}/compiled'] = lambda t=t: compiled_step(t.model, t.compiled, t.input, setting)
     for op in ops:
         m = math.ceil(op.input.shape[1] / 16)
-        fns[f'{op.name}/mmcluster'] = lambda op=op: mmcluster_dpc(op)
-        fns[f'{op.name}/tcformer'] = lambda op=op, m=m: tcformer_dpc_knn(op.input, m)
+        fns[f'{op.name}/mmcluster'] = lambda op=op: (mmcluster_dpc(op), setting.sync())
+        fns[f'{op.name}/tcformer'] = lambda op=op, m=m: (tcformer_dpc_knn(op.input, m), setting.sync())
     ms = interleaved_ms(fns, rounds=rounds, warmup=warmup, clock=clock, rewarm=rewarm)
     for t in targets:
         t.ms = {mode: ms[f'{t.name}/{mode}'] for mode in ('forward', 'train', 'compiled') if f'{t.name}/{mode}' in ms}
@@ -251,39 +312,60 @@ def dpc_agreement(op: OpPair) -> float:
     return float((torch.gather(cen_a, 1, idx_a) == torch.gather(cen_b, 1, idx_b)).float().mean())
 
 
-def profile(targets: Sequence[Target], mode: str, rows: int) -> None:
+def profile(targets: Sequence[Target], mode: str, rows: int, setting: Setting = CPU_FP32) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
+    cuda = setting.device.type == 'cuda'
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    key = 'self_cuda_time_total' if cuda else 'self_cpu_time_total'
     for t in targets:
         t.model.train(mode == 'train')
         fn = forward_step if mode == 'forward' else train_step
         for _ in range(2):
-            fn(t.model, t.input)
-        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn(t.model, t.input, setting)
+        with torch_profile(activities=activities) as prof:
             for _ in range(3):
-                fn(t.model, t.input)
-        print(f'\n=== {t.name} {t.size}x{t.size} {mode} (3 calls, self CPU time) ===')
-        print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=rows))
+                fn(t.model, t.input, setting)
+        print(f'\n=== {t.name} {t.size}x{t.size} {mode}, batch {setting.batch}, {setting.precision} '
+              f'(3 calls, {key.replace("_total", "").replace("_", " ")} time) ===')
+        print(prof.key_averages().table(sort_by=key, row_limit=rows))
 
 
 # ----------------------------------------------------------------------------------------------- report
 def report(targets: Sequence[Target], ops: Sequence[OpPair], rate: float, rounds: int, judge: bool,
-           clock_name: str = 'cpu', rewarm: int = 1) -> Dict:
+           clock_name: str = 'cpu', rewarm: int = 1, setting: Setting = CPU_FP32) -> Dict:
+    """Print the table and return its rows. ``img/s`` is images per second of the row's call (training
+    steps included); for CoC it is also compared with the published throughput (``PUBLISHED_IMG_S``)."""
     rows = []
-    print(f'matmul probe: {rate / 1e9:.1f} GMAC/s (median of {rounds} interleaved rounds, {rewarm} untimed '
-          f'call(s) before each timed one); threads={torch.get_num_threads()}, batch 1, fp32, {clock_name} clock')
-    print(f'{"target":<13} {"mode":<8} {"GMAC":>6} {"ms":>8} {"floor ms":>9} {"ratio":>6} {"target":>7} {"":>4}')
+    print(f'device: {setting.device_name()}; matmul probe: {rate / 1e9:.1f} GMAC/s '
+          f'(median of {rounds} interleaved rounds, {rewarm} untimed call(s) before each timed one); '
+          f'threads={torch.get_num_threads()}, batch {setting.batch}, {setting.precision}, {clock_name} clock')
+    print(f'{"target":<13} {"mode":<8} {"GMAC":>8} {"ms":>8} {"floor ms":>9} {"ratio":>6} {"target":>7} {"":>4} '
+          f'{"img/s":>8}')
     for t in targets:
         for mode in t.ms:
             macs = t.macs * (3 if mode == 'train' else 1)
             floor_ms = 1e3 * macs / rate
             ratio = t.ms[mode] / floor_ms
             ok = ratio <= t.ratio
-            rows.append(dict(name=t.name, mode=mode, size=t.size, macs=macs, ms=t.ms[mode], floor_ms=floor_ms,
-                             ratio=ratio, target=t.ratio, ok=ok))
-            verdict = ('PASS' if ok else 'MISS') if judge else '-'
-            print(f'{t.name:<13} {mode:<8} {macs / 1e9:6.3f} {t.ms[mode]:8.1f} {floor_ms:9.1f} {ratio:6.2f} '
-                  f'{"<=" + format(t.ratio, ".1f"):>7} {verdict:>4}')
+            img_s = 1e3 * setting.batch / t.ms[mode]
+            rows.append(dict(name=t.name, mode=mode, size=t.size, batch=setting.batch, precision=setting.precision,
+                             macs=macs, ms=t.ms[mode], floor_ms=floor_ms, ratio=ratio, target=t.ratio, ok=ok,
+                             img_s=img_s))
+            verdict = ('PASS' if ok else 'MISS') if judge and setting.is_issue_setting else '-'
+            print(f'{t.name:<13} {mode:<8} {macs / 1e9:8.3f} {t.ms[mode]:8.1f} {floor_ms:9.1f} {ratio:6.2f} '
+                  f'{"<=" + format(t.ratio, ".1f"):>7} {verdict:>4} {img_s:8.1f}')
+    published = [(t, PUBLISHED_IMG_S[t.name]) for t in targets
+                 if t.name in PUBLISHED_IMG_S and t.size == 224 and 'forward' in t.ms]  # the published size
+    if published:
+        print('\npublished inference throughput (CoC paper, Table 1: one V100, batch 128, fp32), against this run\'s '
+              'forward (and compiled) rows:')
+        for t, ref in published:
+            for mode in ('forward', 'compiled'):
+                if mode in t.ms:
+                    img_s = 1e3 * setting.batch / t.ms[mode]
+                    print(f'  {t.name:<11} {mode:<8} {img_s:8.1f} img/s = {img_s / ref:5.2f}x the published '
+                          f'{ref:.1f} img/s')
     print(f'\n{"op":<16} {"mmcluster ms":>12} {"TCFormer ms":>12} {"speed-up":>9} {"target":>7} {"":>4} agree')
     for op in ops:
         a, b = op.ms['mmcluster'], op.ms['tcformer']
@@ -294,7 +376,9 @@ def report(targets: Sequence[Target], ops: Sequence[OpPair], rate: float, rounds
         verdict = ('PASS' if ok else 'MISS') if judge else '-'
         print(f'{op.name:<16} {a:12.1f} {b:12.1f} {b / a:8.1f}x {">=" + format(op.speedup, ".0f"):>7} '
               f'{verdict:>4} {100 * agree:5.1f}%')
-    return dict(probe_gmacs=rate / 1e9, rounds=rounds, rewarm=rewarm, clock=clock_name, rows=rows)
+    return dict(probe_gmacs=rate / 1e9, rounds=rounds, rewarm=rewarm, clock=clock_name, rows=rows,
+                device=setting.device.type, device_name=setting.device_name(), precision=setting.precision,
+                batch=setting.batch)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -304,8 +388,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--rewarm', type=int, default=1,
                         help='untimed calls of a target right before its timed call in every round (0: each is '
                         'timed with the previously run model\'s data in the caches)')
-    parser.add_argument('--clock', choices=tuple(CLOCKS), default='cpu',
-                        help="the measuring thread's CPU time (default; robust on a shared machine) or wall time")
+    parser.add_argument('--clock', choices=tuple(CLOCKS), default=None,
+                        help="the measuring thread's CPU time (default with one CPU thread; robust on a shared "
+                        'machine) or wall time (default otherwise; the only choice on a GPU)')
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
+    parser.add_argument('--precision', choices=tuple(AUTOCAST_DTYPES), default='fp32',
+                        help='autocast precision of the models and the probe (bf16 on these CPUs: a correctness '
+                        'smoke only, ~90x slower than fp32)')
+    parser.add_argument('--batch', type=int, default=1, help='images per call (issue 14 item 4: 128 on a GPU)')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--probe-size', type=int, default=1024, help='n of the n x n matmul probe')
     parser.add_argument('--only', nargs='+', help='names (or prefixes) of the targets / ops to run')
@@ -315,12 +405,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--compiled', action='store_true',
                         help='also time the inference compiled by inductor with freezing (about a minute of '
                         'compilation per model)')
+    parser.add_argument('--compile-mode', choices=('default', 'max-autotune-no-cudagraphs', 'max-autotune'),
+                        default='default', help='torch.compile mode of --compiled (max-autotune: inductor also '
+                        'benchmarks its own GEMM kernels against the library ones; longer compiles)')
     parser.add_argument('--json', type=Path, help='also write the rows to this file')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error(f'--batch must be >= 1, got {args.batch}')
+    if args.clock is None:
+        args.clock = default_clock(args.device, args.threads)
+    elif args.clock == 'cpu' and (args.device != 'cpu' or args.threads != 1):
+        parser.error('--clock cpu needs --device cpu and --threads 1 (the CPU time of one thread)')
+    return args
 
 
 def main(argv=None) -> Dict:
     args = parse_args(argv)
+    setting = Setting(check_device(args.device), args.precision, args.batch)
     torch.set_num_threads(args.threads)
     targets, ops = make_targets(args.quick), make_ops(args.quick)
     if args.only:
@@ -328,13 +429,14 @@ def main(argv=None) -> Dict:
         ops = [o for o in ops if any(o.name.startswith(p) for p in args.only)]
     if args.quick:
         args.rounds, args.warmup, args.probe_size = 1, 0, min(args.probe_size, 256)
-    prepare(targets, ops, compiled=args.compiled)
+    compile_mode = None if args.compile_mode == 'default' else args.compile_mode
+    prepare(targets, ops, compiled=args.compiled, setting=setting, compile_mode=compile_mode)
     if args.profile:
-        profile(targets, args.profile, args.profile_rows)
+        profile(targets, args.profile, args.profile_rows, setting)
         return {}
-    rate = run_rounds(targets, ops, args.rounds, args.warmup, args.probe_size, args.clock, args.rewarm)
+    rate = run_rounds(targets, ops, args.rounds, args.warmup, args.probe_size, args.clock, args.rewarm, setting)
     result = report(targets, ops, rate, args.rounds, judge=not args.quick, clock_name=args.clock,
-                    rewarm=args.rewarm)
+                    rewarm=args.rewarm, setting=setting)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return result
