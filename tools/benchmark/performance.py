@@ -397,7 +397,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'smoke only, ~90x slower than fp32)')
     parser.add_argument('--batch', type=int, default=1, help='images per call (issue 14 item 4: 128 on a GPU)')
     parser.add_argument('--threads', type=int, default=1)
-    parser.add_argument('--probe-size', type=int, default=1024, help='n of the n x n matmul probe')
+    parser.add_argument('--probe-size', type=int, default=None,
+                        help='n of the n x n matmul probe (default 1024 on a CPU; 8192 on a GPU, where a smaller '
+                        'product is too short to reach the peak rate)')
     parser.add_argument('--only', nargs='+', help='names (or prefixes) of the targets / ops to run')
     parser.add_argument('--profile', choices=('forward', 'train'), help='print the profiler table instead')
     parser.add_argument('--profile-rows', type=int, default=25)
@@ -412,6 +414,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error(f'--batch must be >= 1, got {args.batch}')
+    if args.probe_size is None:
+        args.probe_size = 8192 if args.device == 'cuda' else 1024
     if args.clock is None:
         args.clock = default_clock(args.device, args.threads)
     elif args.clock == 'cpu' and (args.device != 'cpu' or args.threads != 1):
