@@ -75,7 +75,7 @@ def test_quick_run_on_a_gpu_with_fp16():
 def test_quick_run_with_compiled_inference(capsys):
     """``--compiled`` adds a row per model, against the forward's floor (inductor compile: ~1 minute)."""
     res = perf.main(['--quick', '--compiled', '--only', 'coc-tiny'])
-    assert 'compiled (inductor, freezing)' in capsys.readouterr().out
+    assert 'compiled (inductor, freezing, mode default)' in capsys.readouterr().out
     rows = {r['mode']: r for r in res['rows'] if r['name'] == 'coc-tiny'}
     assert set(rows) == {'forward', 'train', 'compiled'}
     assert rows['compiled']['macs'] == rows['forward']['macs'] and rows['compiled']['ms'] > 0
