@@ -3,9 +3,10 @@
 # the CUDA tests, then tools/benchmark/performance.py at batch 128, 224^2, in fp32 / fp16 / bf16 (autocast).
 #
 # The GPU image has no OpenMMLab stack and no network: build the wheels here first (tools/setup/gpu_kit.sh,
-# ~25 min once), then call the device tool's `run` with carry=[".gpu_kit"] and the command
+# ~20 min once), then call the device tool's `run` with carry=[".gpu_kit"] and the command
 #   bash tools/benchmark/gpu_issue14.sh
-# (about 8 minutes; results under $OUT: gpu.txt, tests.txt, perf.txt and one JSON per precision).
+# (estimated 5-8 minutes, not yet run on a GPU; results under $OUT: gpu.txt, tests.txt, perf.txt, one JSON per
+# precision).
 # A CPU rehearsal of the same steps with the kit (minutes; tiny sizes, no GPU):
 #   PYTHON=/tmp/mmcluster-gpu-kit-venv/bin/python DEVICE=cpu bash tools/benchmark/gpu_issue14.sh
 set -uo pipefail
