@@ -91,11 +91,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.parts = parts
         if args.threads < 1:
             parser.error('--threads must be >= 1')
-        if args.clock == 'cpu' and (args.device != 'cpu' or args.threads != 1):
-            parser.error('--clock cpu needs --device cpu and --threads 1 (CPU time of one thread)')
-        if args.clock is None:
-            from .measure import default_clock
-            args.clock = default_clock(args.device, args.threads)
+        from .measure import resolve_clock
+        try:
+            args.clock = resolve_clock(args.clock, args.device, args.threads)
+        except ValueError as e:
+            parser.error(str(e))
     return args
 
 

@@ -114,7 +114,8 @@ class PeakMemory:
             self.value = max(0.0, _proc_status('VmHWM') - self._base)
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for a CUDA device's queued work (nothing to wait for on a CPU)."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
 
@@ -126,6 +127,16 @@ def default_clock(device: str, threads: int) -> str:
     return 'cpu' if device == 'cpu' and threads == 1 else 'wall'
 
 
+def resolve_clock(clock: Optional[str], device: str, threads: int) -> str:
+    """The command line's ``--clock``: :func:`default_clock` when not given; ``ValueError`` for ``cpu`` where the
+    CPU time of one thread does not measure the work (a GPU, or several threads)."""
+    if clock is None:
+        return default_clock(device, threads)
+    if clock == 'cpu' and (device != 'cpu' or threads != 1):
+        raise ValueError('--clock cpu needs --device cpu and --threads 1 (the CPU time of one thread)')
+    return clock
+
+
 def timed(fn: Callable[[], Any], device: torch.device, clock: str = 'wall') -> float:
     """Seconds of one call of ``fn`` by ``clock`` (:data:`CLOCKS`; synchronised on CUDA)."""
     if clock not in CLOCKS:
@@ -133,10 +144,10 @@ def timed(fn: Callable[[], Any], device: torch.device, clock: str = 'wall') -> f
     if clock == 'cpu' and device.type != 'cpu':
         raise ValueError("clock='cpu' measures CPU work only: use clock='wall' on a GPU")
     now = CLOCKS[clock]
-    _sync(device)
+    synchronize(device)
     start = now()
     fn()
-    _sync(device)
+    synchronize(device)
     return now() - start
 
 

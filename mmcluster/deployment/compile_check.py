@@ -17,7 +17,19 @@ from torch import Tensor, nn
 from .models import DeployWrapper, compare_outputs
 from mmcluster.utils.timing import interleaved_ms
 
-__all__ = ['GraphBreak', 'CompileResult', 'KNOWN_BREAKS', 'graph_breaks', 'unknown_breaks', 'compile_check']
+__all__ = ['GraphBreak', 'CompileResult', 'KNOWN_BREAKS', 'COMPILE_MODES', 'torch_compile_mode', 'graph_breaks',
+           'unknown_breaks', 'compile_check']
+
+#: ``torch.compile`` modes offered by the tools (``'default'``: torch's default, no ``mode`` argument;
+#: max-autotune: inductor also benchmarks its own GEMM kernels against the library's, longer compiles)
+COMPILE_MODES = ('default', 'max-autotune-no-cudagraphs', 'max-autotune')
+
+
+def torch_compile_mode(name: str) -> Optional[str]:
+    """The ``mode`` argument of ``torch.compile`` for a name of :data:`COMPILE_MODES`."""
+    if name not in COMPILE_MODES:
+        raise ValueError(f'compile mode must be one of {COMPILE_MODES}, got {name!r}')
+    return None if name == 'default' else name
 
 #: ``(file under mmcluster/, function)`` -> why dynamo breaks the graph there (``docs/deployment.md``)
 KNOWN_BREAKS: Dict[Tuple[str, str], str] = {

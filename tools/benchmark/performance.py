@@ -60,7 +60,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from mmcluster.benchmark.measure import PRECISIONS, check_device, default_clock, machine_description
+from mmcluster.benchmark.measure import PRECISIONS, check_device, machine_description, resolve_clock, synchronize
+from mmcluster.deployment.compile_check import COMPILE_MODES, torch_compile_mode
 from mmcluster.utils.timing import CLOCKS, interleaved_ms
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,8 +88,7 @@ class Setting:
         return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def sync(self) -> None:
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
 
     def device_name(self) -> str:
         return machine_description(self.device)
@@ -407,19 +407,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--compiled', action='store_true',
                         help='also time the inference compiled by inductor with freezing (about a minute of '
                         'compilation per model)')
-    parser.add_argument('--compile-mode', choices=('default', 'max-autotune-no-cudagraphs', 'max-autotune'),
-                        default='default', help='torch.compile mode of --compiled (max-autotune: inductor also '
-                        'benchmarks its own GEMM kernels against the library ones; longer compiles)')
+    parser.add_argument('--compile-mode', choices=COMPILE_MODES, default='default',
+                        help='torch.compile mode of --compiled (max-autotune: inductor also benchmarks its own GEMM '
+                        'kernels against the library ones; longer compiles)')
     parser.add_argument('--json', type=Path, help='also write the rows to this file')
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error(f'--batch must be >= 1, got {args.batch}')
     if args.probe_size is None:
         args.probe_size = 8192 if args.device == 'cuda' else 1024
-    if args.clock is None:
-        args.clock = default_clock(args.device, args.threads)
-    elif args.clock == 'cpu' and (args.device != 'cpu' or args.threads != 1):
-        parser.error('--clock cpu needs --device cpu and --threads 1 (the CPU time of one thread)')
+    try:
+        args.clock = resolve_clock(args.clock, args.device, args.threads)
+    except ValueError as e:
+        parser.error(str(e))
     return args
 
 
@@ -433,8 +433,7 @@ def main(argv=None) -> Dict:
         ops = [o for o in ops if any(o.name.startswith(p) for p in args.only)]
     if args.quick:
         args.rounds, args.warmup, args.probe_size = 1, 0, min(args.probe_size, 256)
-    compile_mode = None if args.compile_mode == 'default' else args.compile_mode
-    prepare(targets, ops, compiled=args.compiled, setting=setting, compile_mode=compile_mode)
+    prepare(targets, ops, compiled=args.compiled, setting=setting, compile_mode=torch_compile_mode(args.compile_mode))
     if args.profile:
         profile(targets, args.profile, args.profile_rows, setting)
         return {}

@@ -9,8 +9,7 @@ Examples::
     python tools/deployment/compile_check.py                          # every backbone (smallest variant)
     python tools/deployment/compile_check.py --backbones ClusTR --shape 224 224
     python tools/deployment/compile_check.py --backbones ContextCluster --shape 224 224 --freezing --no-assignments
-    python tools/deployment/compile_check.py --backbones ContextCluster --shape 224 224 --freezing --no-assignments \
-        --mode max-autotune-no-cudagraphs   # inductor also tries its own GEMM kernels
+    python tools/deployment/compile_check.py --backbones ClusTR --freezing --mode max-autotune-no-cudagraphs
     python tools/deployment/compile_check.py --configs configs/hcformer/hcformer_r18_1xb8-toy_ade20k-256x256.py
     python tools/deployment/compile_check.py --toy-configs --backend aot_eager   # every head, tracing only
 """
@@ -24,7 +23,8 @@ from typing import List, Optional, Sequence
 import torch
 
 from mmcluster.benchmark.report import fmt_spec, markdown_table
-from mmcluster.deployment.compile_check import KNOWN_BREAKS, CompileResult, compile_check
+from mmcluster.deployment.compile_check import (COMPILE_MODES, KNOWN_BREAKS, CompileResult, compile_check,
+                                                 torch_compile_mode)
 from mmcluster.deployment.models import (DeployWrapper, backbone_classes, backbone_label, build_backbone,
                                          build_config_model, example_data_samples, find_backbone, smallest_variant,
                                          toy_configs)
@@ -45,9 +45,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--freezing', action='store_true',
                         help="inductor's inference mode (torch._inductor.config.freezing: weights as constants, "
                         'pre-packed for oneDNN)')
-    parser.add_argument('--mode', choices=('default', 'max-autotune-no-cudagraphs', 'max-autotune'),
-                        default='default', help="torch.compile's mode (max-autotune: inductor also benchmarks its own "
-                        'GEMM kernels; longer compiles)')
+    parser.add_argument('--mode', choices=COMPILE_MODES, default='default',
+                        help="torch.compile's mode (max-autotune: inductor also benchmarks its own GEMM kernels; "
+                        'longer compiles)')
     parser.add_argument('--no-assignments', action='store_true',
                         help='compile the plain model (no cluster ids among the outputs; recording them adds graph '
                         'breaks): the inference a deployed model runs')
@@ -112,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results.append(CompileResult(name=name, backend=args.backend, error=f'build: {type(e).__name__}: {e}'))
             continue
         result = compile_check(name, wrapper, x, backend=args.backend, rounds=args.rounds, timing=not args.no_timing,
-                               freezing=args.freezing, mode=None if args.mode == 'default' else args.mode)
+                               freezing=args.freezing, mode=torch_compile_mode(args.mode))
         results.append(result)
         print(f'[compile_check] {name}: {result.error or "ok"}', file=sys.stderr, flush=True)
     print(f'torch {torch.__version__}, input 1x3x{shape[0]}x{shape[1]}, one thread, backend {args.backend}, '
