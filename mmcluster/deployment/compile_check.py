@@ -5,6 +5,7 @@ by the mmcluster function where they happen (file and function, not line, so the
 Every cause known today is listed in :data:`KNOWN_BREAKS` with the reason it stays; ``docs/deployment.md``
 explains each, and ``tests/test_deployment/test_compile.py`` fails on a break outside the list.
 """
+import copy
 import time
 import traceback
 from collections import Counter
@@ -14,11 +15,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .models import DeployWrapper, compare_outputs
+from .models import DeployWrapper, compare_outputs, flat_tensors
 from mmcluster.utils.timing import interleaved_ms
 
 __all__ = ['GraphBreak', 'CompileResult', 'KNOWN_BREAKS', 'COMPILE_MODES', 'torch_compile_mode', 'graph_breaks',
-           'unknown_breaks', 'compile_check']
+           'unknown_breaks', 'compile_check', 'compile_train_check', 'disable_randomness', 'restore_randomness',
+           'forward_backward', 'largest_grad_difference']
 
 #: ``torch.compile`` modes offered by the tools (``'default'``: torch's default, no ``mode`` argument;
 #: max-autotune: inductor also benchmarks its own GEMM kernels against the library's, longer compiles)
@@ -98,6 +100,7 @@ class CompileResult:
     assign_agree: Optional[float] = None
     records_lost: bool = False
     error: Optional[str] = None
+    grad_rel: Optional[float] = None
 
     @property
     def num_breaks(self) -> Optional[int]:
@@ -105,9 +108,10 @@ class CompileResult:
 
     @property
     def outputs_equal(self) -> bool:
-        """Compiled outputs equal eager's (relative 1e-4 of each output's largest value) and so do the cluster
-        ids when dynamo keeps their records."""
-        return (self.max_rel or 0) <= 1e-4 and self.assign_agree in (None, 1.0)
+        """Compiled outputs equal eager's (relative 1e-4 of each output's largest value), so do the cluster
+        ids when dynamo keeps their records, and (training check) every parameter's gradient (relative 1e-4)."""
+        return ((self.max_rel or 0) <= 1e-4 and (self.grad_rel or 0) <= 1e-4
+                and self.assign_agree in (None, 1.0))
 
 
 def _where(frames: List[Any]) -> Tuple[str, str]:
@@ -174,11 +178,16 @@ def compile_check(name: str, module: nn.Module, x: Tensor, backend: str = 'induc
         with inductor_config.patch(freezing=freezing):
             _compile_and_compare(result, module, x, backend, rounds, explain, timing, mode)
     except Exception as e:  # reported in the row: one model failing must not hide the others
-        result.error = f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'
-        result.error += ' @ ' + ' <- '.join(f'{f.name}' for f in traceback.extract_tb(e.__traceback__)[-3:])
+        result.error = _error_text(e)
     finally:
         torch._dynamo.reset()
     return result
+
+
+def _error_text(e: Exception) -> str:
+    """A row's error: the exception's type and first line, and the innermost three frames."""
+    text = f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'
+    return text + ' @ ' + ' <- '.join(f'{f.name}' for f in traceback.extract_tb(e.__traceback__)[-3:])
 
 
 def _compile_and_compare(result: CompileResult, module: nn.Module, x: Tensor, backend: str, rounds: int,
@@ -215,3 +224,120 @@ def _compile_and_compare(result: CompileResult, module: nn.Module, x: Tensor, ba
         if timing:
             ms = interleaved_ms(dict(eager=lambda: module(x), compiled=lambda: compiled(x)), rounds=rounds)
             result.eager_ms, result.compiled_ms = ms['eager'], ms['compiled']
+
+
+def disable_randomness(model: nn.Module) -> Dict[nn.Module, Tuple[str, float]]:
+    """Set ``model``'s dropout and stochastic-depth rates to 0 (in place) and return the previous ones for
+    :func:`restore_randomness`: compiled code draws other random numbers than eager, so a comparison of the two
+    needs deterministic layers."""
+    saved = {}
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            saved[module] = ('p', module.p)
+        elif isinstance(getattr(module, 'drop_prob', None), float):  # DropPath (mmcv, timm, ours)
+            saved[module] = ('drop_prob', module.drop_prob)
+    for module, (attr, _) in saved.items():
+        setattr(module, attr, 0.0)
+    return saved
+
+
+def restore_randomness(saved: Dict[nn.Module, Tuple[str, float]]) -> None:
+    """Undo :func:`disable_randomness`."""
+    for module, (attr, rate) in saved.items():
+        setattr(module, attr, rate)
+
+
+def forward_backward(model: Callable, x: Tensor) -> List[Tensor]:
+    """Forward, a scalar loss over every float output (fixed weights, so no gradient is uniform), backward;
+    returns the outputs."""
+    outputs = [t for t in flat_tensors(model(x)) if t.is_floating_point()]
+    loss = sum((t.float() * torch.linspace(-1, 1, t.numel(), device=t.device).view_as(t)).sum() for t in outputs)
+    loss.backward()
+    return [t.detach() for t in outputs]
+
+
+def largest_grad_difference(reference: nn.Module, subject: nn.Module, floor: float = 1e-3) -> float:
+    """Largest difference of a parameter's gradient, relative to the largest magnitude of eager's, or to
+    ``floor`` times the largest gradient of the whole model if that is more: a parameter whose exact gradient
+    is zero (ClusTR's score bias: the merge's per-cluster softmax ignores a shift of all scores) has a gradient
+    of rounding noise (~1e-8) in both, which a purely relative comparison would report."""
+    pairs = []
+    for (name, p), q in zip(reference.named_parameters(), subject.parameters()):
+        if p.grad is None and q.grad is None:
+            continue
+        if p.grad is None or q.grad is None:
+            raise RuntimeError(f'gradient of {name}: {"eager" if p.grad is None else "compiled"} has none')
+        pairs.append((p.grad.double(), q.grad.double()))
+    largest = max((float(g.abs().max()) for g, _ in pairs), default=0.0)
+    worst = 0.0
+    for g, h in pairs:
+        scale = max(float(g.abs().max()), floor * largest, 1e-30)
+        worst = max(worst, float((g - h).abs().max()) / scale)
+    return worst
+
+
+def compile_train_check(name: str, model: nn.Module, inputs: List[Tensor], backend: str = 'inductor',
+                        rounds: int = 5, timing: bool = True, mode: Optional[str] = None,
+                        dynamic: Optional[bool] = False) -> CompileResult:
+    """Compile ``model``'s training step (forward + backward) and compare it with eager, at every input size.
+
+    mmengine's ``Runner`` compiles ``train_step`` with ``torch.compile(**cfg.compile)``. ``dynamic=False`` (the
+    default here; ``compile=dict(dynamic=False)`` in a config) compiles every input size on its own.
+    ``dynamic=None`` is torch's default (``compile=True``): a size seen a second time -- also a stage's block
+    code called again at the next stage's size within one forward -- is recompiled for symbolic sizes, which
+    inductor (torch 2.14) cannot compile for ClusTR and Context Clusters (``docs/deployment.md``).
+
+    Args:
+        name: the row's name.
+        model: the model (not modified: eager and compiled copies are made, in training mode, with dropout and
+            stochastic depth switched off so that both compute the same function).
+        inputs: one input per size to check; the first is also timed.
+        backend: ``torch.compile`` backend.
+        rounds: interleaved timing rounds (median) of the training step.
+        timing: measure eager and compiled training steps.
+        mode: ``torch.compile``'s ``mode``.
+        dynamic: ``torch.compile``'s ``dynamic`` (False: static sizes; None: torch's default).
+
+    Returns:
+        A :class:`CompileResult` with ``max_rel`` over the outputs and ``grad_rel`` over the parameter gradients
+        (worst size), ``compile_s`` summed over the sizes (first compiled step minus one eager step each),
+        ``eager_ms`` / ``compiled_ms`` of one training step at the first size.
+    """
+    label = f'{backend} (train' + ('' if dynamic is False else f', dynamic={dynamic}') + ')'
+    result = CompileResult(name=name, backend=label + (f', {mode}' if mode else ''))
+    try:
+        reference, subject = copy.deepcopy(model).train(), copy.deepcopy(model).train()
+        disable_randomness(reference)
+        disable_randomness(subject)
+        compiled = torch.compile(subject, backend=backend, dynamic=dynamic, mode=mode)
+        result.compile_s = result.max_abs = result.max_rel = result.grad_rel = 0.0
+        for x in inputs:
+            for m in (reference, subject):
+                m.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            ref = forward_backward(reference, x)
+            eager_s = time.perf_counter() - start
+            start = time.perf_counter()
+            out = forward_backward(compiled, x)
+            result.compile_s += max(time.perf_counter() - start - eager_s, 0.0)
+            diff = compare_outputs(ref, out)
+            if diff['shape_errors']:
+                raise RuntimeError(f'compiled outputs differ in shape: {diff["shape_errors"]}')
+            result.max_abs = max(result.max_abs, diff['max_abs'])
+            result.max_rel = max(result.max_rel, diff['max_rel'])
+            result.grad_rel = max(result.grad_rel, largest_grad_difference(reference, subject))
+        if timing:
+            def step(m: Callable, params: nn.Module) -> Callable[[], None]:
+                def run() -> None:
+                    forward_backward(m, inputs[0])
+                    params.zero_grad(set_to_none=True)  # as an optimiser step would: no growing grads
+                return run
+
+            ms = interleaved_ms(dict(eager=step(reference, reference), compiled=step(compiled, subject)),
+                                rounds=rounds, rewarm=1)
+            result.eager_ms, result.compiled_ms = ms['eager'], ms['compiled']
+    except Exception as e:  # reported in the row: one model failing must not hide the others
+        result.error = _error_text(e)
+    finally:
+        torch._dynamo.reset()
+    return result

@@ -81,6 +81,37 @@ def test_quick_run_with_compiled_inference(capsys):
     assert rows['compiled']['macs'] == rows['forward']['macs'] and rows['compiled']['ms'] > 0
 
 
+@pytest.mark.slow
+def test_quick_run_with_compiled_training_step(capsys):
+    """``--compiled-train`` adds a row per model against the training step's floor (3x the forward's MACs),
+    after checking the compiled step's outputs and gradients against eager (inductor compile: ~1 minute)."""
+    res = perf.main(['--quick', '--compiled-train', '--only', 'clustr'])
+    assert 'training step compiled (inductor, static sizes, mode default)' in capsys.readouterr().out
+    rows = {r['mode']: r for r in res['rows'] if r['name'] == 'clustr-tiny'}
+    assert set(rows) == {'forward', 'train', 'train-compiled'}
+    assert rows['train-compiled']['macs'] == rows['train']['macs'] == 3 * rows['forward']['macs']
+
+
+def test_compiled_training_check_restores_stochastic_depth():
+    """The compiled training step is checked with stochastic depth switched off (compiled code draws other
+    random numbers) and the model gets its rates back for the timing (aot_eager: tracing only, seconds)."""
+    from mmcluster.models.backbones.clustr import ClusTR
+    torch.manual_seed(0)
+    model = ClusTR(dict(depths=[1, 1], embed_dims=[16, 32], num_heads=[1, 2], ratios=[[4], [1]]), out_indices=(1, ),
+                   drop_path_rate=0.3)
+    rates = [m.drop_prob for m in model.modules() if hasattr(m, 'drop_prob')]
+    assert rates and max(rates) == pytest.approx(0.3)
+    original = perf.torch.compile
+    try:
+        perf.torch.compile = lambda model, **kw: original(model, **{**kw, 'backend': 'aot_eager'})
+        compiled, _ = perf.compile_training(model, torch.randn(1, 3, 32, 48))
+    finally:
+        perf.torch.compile = original
+        torch._dynamo.reset()
+    assert [m.drop_prob for m in model.modules() if hasattr(m, 'drop_prob')] == rates
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_inference_fast_paths_equal_the_eager_computation():
     """CoC's fused fc1 + GELU (inference on a CPU) gives the eager (autograd) path's values."""
     from mmcluster.models.backbones.context_cluster import ContextCluster

@@ -29,6 +29,7 @@ which made CoC-Tiny's forward 15-30 % slower than in a plain loop (``--rewarm 0`
     python tools/benchmark/performance.py --only coc-tiny --profile forward   # where the time goes
     python tools/benchmark/performance.py --quick                # seconds: tiny sizes, no targets judged
     python tools/benchmark/performance.py --compiled             # + inference compiled by inductor (freezing)
+    python tools/benchmark/performance.py --compiled-train       # + the training step compiled by inductor
     python tools/benchmark/performance.py --device cuda --batch 128 --precision fp16   # issue 14 item 4 (a GPU)
 
 ``--device cuda`` / ``--precision {fp32,fp16,bf16}`` / ``--batch N`` measure the same rows on a GPU, under
@@ -43,12 +44,16 @@ slower than fp32.
 ``--compiled`` adds a ``compiled`` row per model: its inference compiled with ``torch.compile`` (inductor,
 ``freezing``: the weights become constants that inductor pre-packs for oneDNN and folds), against the same floor
 and target as the eager forward. Compiling takes about a minute per model, printed before the table.
+``--compiled-train`` adds a ``train-compiled`` row: the training step with the model compiled by inductor with
+static sizes (mmengine's ``compile=dict(dynamic=False)``; ``docs/deployment.md`` says why not dynamic sizes),
+against the training step's floor; its outputs and gradients are first checked against eager's.
 
 ``--profile {forward,train}`` prints :mod:`torch.profiler`'s operator table (self CPU time) for every selected
 target instead of the timing table. The numbers depend on the machine and its load: compare ratios measured in
 the same run, never absolute times across runs.
 """
 import argparse
+import copy
 import importlib.util
 import json
 import math
@@ -61,13 +66,17 @@ import torch
 import torch.nn as nn
 
 from mmcluster.benchmark.measure import PRECISIONS, check_device, machine_description, resolve_clock, synchronize
-from mmcluster.deployment.compile_check import COMPILE_MODES, torch_compile_mode
+from mmcluster.deployment.compile_check import (COMPILE_MODES, disable_randomness, largest_grad_difference,
+                                                 restore_randomness, torch_compile_mode, forward_backward)
 from mmcluster.utils.timing import CLOCKS, interleaved_ms
 
 REPO = Path(__file__).resolve().parents[2]
 #: autocast dtype of each ``--precision`` (None: no autocast)
 AUTOCAST_DTYPES = PRECISIONS['cuda']
 #: published inference throughput, images per second (the CoC paper's Table 1: a V100, batch 128, 224^2)
+#: the timed modes of a target, and those timed against the training step's floor (3x the forward's MACs)
+MODES = ('forward', 'train', 'compiled', 'train-compiled')
+TRAINING_MODES = ('train', 'train-compiled')
 PUBLISHED_IMG_S = {'coc-tiny': 518.4, 'coc-small': 513.0, 'coc-medium': 325.2}
 
 
@@ -145,6 +154,7 @@ class Target:
     macs: int = 0
     model: Optional[nn.Module] = None
     compiled: Optional[Callable] = None  # the inference compiled by inductor (``--compiled``)
+    compiled_train: Optional[Callable] = None  # the model compiled for its training step (``--compiled-train``)
     input: Optional[torch.Tensor] = None
     ms: Dict[str, float] = field(default_factory=dict)  # mode -> median milliseconds
 
@@ -216,14 +226,16 @@ def forward_step(model: nn.Module, x: torch.Tensor, setting: Setting = CPU_FP32)
     setting.sync()
 
 
-def train_step(model: nn.Module, x: torch.Tensor, setting: Setting = CPU_FP32) -> None:
+def train_step(model: nn.Module, x: torch.Tensor, setting: Setting = CPU_FP32,
+               compiled: Optional[Callable] = None) -> None:
     """Forward + backward of a scalar loss over every output, then the gradients freed, as an optimiser's
     ``zero_grad(set_to_none=True)`` does after its step. Gradients left in place (hundreds of MB over the
     measured models) made every later forward in the process 10-30 % slower. Under autocast the loss is summed
-    in float32 (the backward runs outside autocast, as in a training loop)."""
+    in float32 (the backward runs outside autocast, as in a training loop). ``compiled``: the model compiled
+    by ``torch.compile`` (``--compiled-train``), called instead of ``model``."""
     model.train()
     with setting.autocast():
-        outs = model(x)
+        outs = (model if compiled is None else compiled)(x)
         loss = sum(o.float().mean() for o in outs)
     loss.backward()
     for p in model.parameters():
@@ -255,8 +267,36 @@ def compile_inference(model: nn.Module, x: torch.Tensor, setting: Setting = CPU_
     return compiled, time.perf_counter() - start
 
 
+def compile_training(model: nn.Module, x: torch.Tensor, setting: Setting = CPU_FP32,
+                     mode: Optional[str] = None) -> Tuple[Callable, float]:
+    """``model``'s training step compiled by inductor with static sizes (as mmengine's ``Runner`` with
+    ``compile=dict(dynamic=False)``), and the seconds its first compile took. Its outputs and every parameter's
+    gradient are checked against eager's first, with dropout and stochastic depth switched off (compiled code
+    draws other random numbers); with them switched back on, the timing rounds' warm-up call recompiles."""
+    saved = disable_randomness(model)
+    reference = copy.deepcopy(model).train()
+    model.train()
+    compiled = torch.compile(model, dynamic=False, mode=mode)
+    try:
+        with setting.autocast():
+            eager = forward_backward(reference, x)
+            start = time.perf_counter()
+            out = forward_backward(compiled, x)
+            seconds = time.perf_counter() - start
+        tol = 1e-4 if setting.precision == 'fp32' else 2e-2
+        for a, b in zip(eager, out):  # a wrong compiled model must not give a fast row
+            torch.testing.assert_close(b, a, rtol=tol, atol=tol)
+        grad_diff = largest_grad_difference(reference, model)
+        if grad_diff > tol:
+            raise AssertionError(f'compiled training step: gradients differ from eager by {grad_diff:.1e} (relative)')
+    finally:
+        restore_randomness(saved)
+        model.zero_grad(set_to_none=True)
+    return compiled, seconds
+
+
 def prepare(targets: Sequence[Target], ops: Sequence[OpPair], compiled: bool = False,
-            setting: Setting = CPU_FP32, compile_mode: Optional[str] = None) -> None:
+            setting: Setting = CPU_FP32, compile_mode: Optional[str] = None, compiled_train: bool = False) -> None:
     get_flops = _load_get_flops()
     torch.manual_seed(0)
     for t in targets:
@@ -269,6 +309,10 @@ def prepare(targets: Sequence[Target], ops: Sequence[OpPair], compiled: bool = F
             t.compiled, seconds = compile_inference(t.model, t.input, setting, compile_mode)
             print(f'{t.name}: compiled (inductor, freezing, mode {compile_mode or "default"}) in {seconds:.0f} s; '
                   'outputs equal to eager')
+        if compiled_train:
+            t.compiled_train, seconds = compile_training(t.model, t.input, setting, compile_mode)
+            print(f'{t.name}: training step compiled (inductor, static sizes, mode {compile_mode or "default"}) in '
+                  f'{seconds:.0f} s; outputs and gradients equal to eager')
     for op in ops:
         op.input = smooth_tokens(op.hw, op.channels).to(setting.device)
 
@@ -289,13 +333,15 @@ def run_rounds(targets: Sequence[Target], ops: Sequence[OpPair], rounds: int, wa
         fns[f'{t.name}/train'] = lambda t=t: train_step(t.model, t.input, setting)
         if t.compiled is not None:
             fns[f'{t.name}/compiled'] = lambda t=t: compiled_step(t.model, t.compiled, t.input, setting)
+        if t.compiled_train is not None:
+            fns[f'{t.name}/train-compiled'] = lambda t=t: train_step(t.model, t.input, setting, t.compiled_train)
     for op in ops:
         m = math.ceil(op.input.shape[1] / 16)
         fns[f'{op.name}/mmcluster'] = lambda op=op: (mmcluster_dpc(op), setting.sync())
         fns[f'{op.name}/tcformer'] = lambda op=op, m=m: (tcformer_dpc_knn(op.input, m), setting.sync())
     ms = interleaved_ms(fns, rounds=rounds, warmup=warmup, clock=clock, rewarm=rewarm)
     for t in targets:
-        t.ms = {mode: ms[f'{t.name}/{mode}'] for mode in ('forward', 'train', 'compiled') if f'{t.name}/{mode}' in ms}
+        t.ms = {mode: ms[f'{t.name}/{mode}'] for mode in MODES if f'{t.name}/{mode}' in ms}
     for op in ops:
         op.ms = {impl: ms[f'{op.name}/{impl}'] for impl in ('mmcluster', 'tcformer')}
     return probe_n**3 / (ms['probe'] / 1e3)
@@ -340,11 +386,11 @@ def report(targets: Sequence[Target], ops: Sequence[OpPair], rate: float, rounds
     print(f'device: {setting.device_name()}; matmul probe: {rate / 1e9:.1f} GMAC/s '
           f'(median of {rounds} interleaved rounds, {rewarm} untimed call(s) before each timed one); '
           f'threads={torch.get_num_threads()}, batch {setting.batch}, {setting.precision}, {clock_name} clock')
-    print(f'{"target":<13} {"mode":<8} {"GMAC":>8} {"ms":>8} {"floor ms":>9} {"ratio":>6} {"target":>7} {"":>4} '
+    print(f'{"target":<13} {"mode":<14} {"GMAC":>8} {"ms":>8} {"floor ms":>9} {"ratio":>6} {"target":>7} {"":>4} '
           f'{"img/s":>8}')
     for t in targets:
         for mode in t.ms:
-            macs = t.macs * (3 if mode == 'train' else 1)
+            macs = t.macs * (3 if mode in TRAINING_MODES else 1)
             floor_ms = 1e3 * macs / rate
             ratio = t.ms[mode] / floor_ms
             ok = ratio <= t.ratio
@@ -353,7 +399,7 @@ def report(targets: Sequence[Target], ops: Sequence[OpPair], rate: float, rounds
                              macs=macs, ms=t.ms[mode], floor_ms=floor_ms, ratio=ratio, target=t.ratio, ok=ok,
                              img_s=img_s))
             verdict = ('PASS' if ok else 'MISS') if judge and setting.is_issue_setting else '-'
-            print(f'{t.name:<13} {mode:<8} {macs / 1e9:8.3f} {t.ms[mode]:8.1f} {floor_ms:9.1f} {ratio:6.2f} '
+            print(f'{t.name:<13} {mode:<14} {macs / 1e9:8.3f} {t.ms[mode]:8.1f} {floor_ms:9.1f} {ratio:6.2f} '
                   f'{"<=" + format(t.ratio, ".1f"):>7} {verdict:>4} {img_s:8.1f}')
     published = [(t, PUBLISHED_IMG_S[t.name]) for t in targets
                  if t.name in PUBLISHED_IMG_S and t.size == 224 and 'forward' in t.ms]  # the published size
@@ -407,6 +453,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--compiled', action='store_true',
                         help='also time the inference compiled by inductor with freezing (about a minute of '
                         'compilation per model)')
+    parser.add_argument('--compiled-train', action='store_true',
+                        help='also time the training step compiled by inductor (static sizes; outputs and gradients '
+                        'checked against eager first; about two minutes of compilation per model)')
     parser.add_argument('--compile-mode', choices=COMPILE_MODES, default='default',
                         help='torch.compile mode of --compiled (max-autotune: inductor also benchmarks its own GEMM '
                         'kernels against the library ones; longer compiles)')
@@ -433,7 +482,8 @@ def main(argv=None) -> Dict:
         ops = [o for o in ops if any(o.name.startswith(p) for p in args.only)]
     if args.quick:
         args.rounds, args.warmup, args.probe_size = 1, 0, min(args.probe_size, 256)
-    prepare(targets, ops, compiled=args.compiled, setting=setting, compile_mode=torch_compile_mode(args.compile_mode))
+    prepare(targets, ops, compiled=args.compiled, setting=setting, compile_mode=torch_compile_mode(args.compile_mode),
+            compiled_train=args.compiled_train)
     if args.profile:
         profile(targets, args.profile, args.profile_rows, setting)
         return {}

@@ -12,6 +12,11 @@ Examples::
     python tools/deployment/compile_check.py --backbones ClusTR --freezing --mode max-autotune-no-cudagraphs
     python tools/deployment/compile_check.py --configs configs/hcformer/hcformer_r18_1xb8-toy_ade20k-256x256.py
     python tools/deployment/compile_check.py --toy-configs --backend aot_eager   # every head, tracing only
+    python tools/deployment/compile_check.py --train                  # training steps, at two input sizes
+
+``--train`` compiles each backbone's training step (forward + backward) at ``--shape`` and then at ``--shape2``,
+with static sizes (as mmengine's ``Runner`` with ``compile=dict(dynamic=False)``; ``--dynamic``: torch's default
+``dynamic=None``, i.e. ``compile=True``), and compares outputs and every parameter's gradient with eager.
 """
 import argparse
 import json
@@ -24,7 +29,7 @@ import torch
 
 from mmcluster.benchmark.report import fmt_spec, markdown_table
 from mmcluster.deployment.compile_check import (COMPILE_MODES, KNOWN_BREAKS, CompileResult, compile_check,
-                                                 torch_compile_mode)
+                                                 compile_train_check, torch_compile_mode)
 from mmcluster.deployment.models import (DeployWrapper, backbone_classes, backbone_label, build_backbone,
                                          build_config_model, example_data_samples, find_backbone, smallest_variant,
                                          toy_configs)
@@ -51,22 +56,42 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-assignments', action='store_true',
                         help='compile the plain model (no cluster ids among the outputs; recording them adds graph '
                         'breaks): the inference a deployed model runs')
+    parser.add_argument('--train', action='store_true',
+                        help="compile each backbone's training step (forward + backward) and compare outputs and "
+                        'gradients with eager')
+    parser.add_argument('--dynamic', action='store_true',
+                        help="with --train: torch.compile's default dynamic=None (mmengine's compile=True) instead of "
+                        'static sizes')
+    parser.add_argument('--shape2', nargs=2, type=int, default=(80, 112), metavar=('H', 'W'),
+                        help='with --train: the second input size (compiled again with static sizes; with --dynamic '
+                        'the graphs recompiled for symbolic sizes)')
     parser.add_argument('--json', default=None, help='also write the rows to this JSON file')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.train and (args.configs or args.toy_configs):
+        parser.error('--train checks backbones (their training step needs no data samples); '
+                     'drop --configs / --toy-configs')
+    if args.dynamic and not args.train:
+        parser.error('--dynamic is an option of --train')
+    if args.train and (args.freezing or args.no_assignments):
+        parser.error('--freezing and --no-assignments are inference options; drop them with --train')
+    return args
 
 
 def table(results: List[CompileResult]) -> str:
     """The Markdown table of ``results`` (the one in docs/deployment.md)."""
     rows = []
+    train = any(r.grad_rel is not None for r in results)
     for r in results:
         ok = 'error: ' + r.error if r.error else ('yes' if r.outputs_equal else 'outputs differ')
         speed = None if not (r.eager_ms and r.compiled_ms) else r.eager_ms / r.compiled_ms
         graphs = '-' if r.graphs is None else f'{r.graphs} / {r.num_breaks}'
         rows.append([r.name, r.backend, ok, graphs, fmt_spec(r.eager_ms), fmt_spec(r.compiled_ms),
                      fmt_spec(speed, '.2f'), fmt_spec(r.compile_s), fmt_spec(r.max_rel, '.1e'),
-                     'records lost' if r.records_lost else fmt_spec(r.assign_agree, '.3f')])
+                     'records lost' if r.records_lost else fmt_spec(r.assign_agree, '.3f')]
+                    + ([fmt_spec(r.grad_rel, '.1e')] if train else []))
     return markdown_table(['model', 'backend', 'compiles, equal', 'graphs / breaks', 'eager ms', 'compiled ms',
-                           'speed-up', 'compile s', 'max rel diff', 'assign agree'], rows)
+                           'speed-up', 'compile s', 'max rel diff', 'assign agree']
+                          + (['max rel grad diff'] if train else []), rows)
 
 
 def break_list(results: List[CompileResult]) -> str:
@@ -104,6 +129,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results = []
     for name, make in jobs:
         print(f'[compile_check] {name} ...', file=sys.stderr, flush=True)
+        if args.train:
+            x2 = torch.randn(1, 3, *args.shape2, generator=torch.Generator().manual_seed(1))
+            try:
+                model = make()
+            except Exception as e:
+                results.append(CompileResult(name=name, backend=args.backend, error=f'build: {type(e).__name__}: {e}'))
+                continue
+            result = compile_train_check(name, model, [x, x2], backend=args.backend, rounds=args.rounds,
+                                         timing=not args.no_timing, mode=torch_compile_mode(args.mode),
+                                         dynamic=None if args.dynamic else False)
+            results.append(result)
+            print(f'[compile_check] {name}: {result.error or "ok"}', file=sys.stderr, flush=True)
+            continue
         try:
             model = make()
             samples = example_data_samples(model, shape)
@@ -115,8 +153,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                freezing=args.freezing, mode=torch_compile_mode(args.mode))
         results.append(result)
         print(f'[compile_check] {name}: {result.error or "ok"}', file=sys.stderr, flush=True)
-    print(f'torch {torch.__version__}, input 1x3x{shape[0]}x{shape[1]}, one thread, backend {args.backend}, '
-          f'median of {args.rounds} interleaved rounds\n')
+    sizes = f'1x3x{shape[0]}x{shape[1]}' + (f' then 1x3x{args.shape2[0]}x{args.shape2[1]}' if args.train else '')
+    print(f'torch {torch.__version__}, input {sizes}, one thread, backend {args.backend}, '
+          f'{"training step, " if args.train else ""}median of {args.rounds} interleaved rounds\n')
     print(table(results))
     print('\nGraph breaks (cause, where, models, why it stays):')
     print(break_list(results))
