@@ -22,6 +22,7 @@ from mmengine.registry import DATASETS as ROOT_DATASETS
 from mmengine.registry import HOOKS as ROOT_HOOKS
 from mmengine.registry import METRICS as ROOT_METRICS
 from mmengine.registry import MODELS as ROOT_MODELS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as ROOT_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import TRANSFORMS as ROOT_TRANSFORMS
 from mmengine.registry import Registry
 
@@ -32,6 +33,8 @@ TRANSFORMS = Registry(
 # no metric of mmcluster's own yet (the toolkits' evaluators serve); one would live in mmcluster/evaluation/
 METRICS = Registry('metric', parent=ROOT_METRICS, scope='mmcluster')
 HOOKS = Registry('hook', parent=ROOT_HOOKS, scope='mmcluster', locations=['mmcluster.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor', parent=ROOT_OPTIM_WRAPPER_CONSTRUCTORS,
+                                      scope='mmcluster', locations=['mmcluster.engine'])
 
 
 def register_module(registry: Registry, name: Optional[str] = None) -> Callable[[Type], Type]:

@@ -71,7 +71,8 @@ def test_every_registry_location_imports_and_hooks_build():
     from mmengine.registry import HOOKS as ROOT_HOOKS
 
     from mmcluster import registry
-    for reg in (registry.MODELS, registry.DATASETS, registry.TRANSFORMS, registry.METRICS, registry.HOOKS):
+    for reg in (registry.MODELS, registry.DATASETS, registry.TRANSFORMS, registry.METRICS, registry.HOOKS,
+                registry.OPTIM_WRAPPER_CONSTRUCTORS):
         reg.import_from_location()
     with DefaultScope.overwrite_default_scope('mmcluster'):
         assert type(registry.HOOKS.build(dict(type='TimeBudgetHook', minutes=1))).__name__ == 'TimeBudgetHook'

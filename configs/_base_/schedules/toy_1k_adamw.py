@@ -6,6 +6,9 @@ _base_ = './toy_1k.py'
 
 optim_wrapper = dict(
     type='OptimWrapper',
+    # mmengine's default constructor with plain-dict parameter groups, so that `compile=dict(dynamic=False)`
+    # can trace the AdamW step (docs/deployment.md)
+    constructor='CompilableOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0., flat_decay_mult=0.))
 param_scheduler = [
