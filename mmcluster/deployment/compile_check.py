@@ -285,7 +285,8 @@ def compile_train_check(name: str, model: nn.Module, inputs: List[Tensor], backe
     default here; ``compile=dict(dynamic=False)`` in a config) compiles every input size on its own.
     ``dynamic=None`` is torch's default (``compile=True``): a size seen a second time -- also a stage's block
     code called again at the next stage's size within one forward -- is recompiled for symbolic sizes, which
-    inductor (torch 2.14) cannot compile for ClusTR and Context Clusters (``docs/deployment.md``).
+    inductor (torch 2.14) cannot compile for ClusTR, Context Clusters, ClusterFormer and the kMaX ConvNeXt
+    (``docs/deployment.md``).
 
     Args:
         name: the row's name.

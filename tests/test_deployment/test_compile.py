@@ -151,8 +151,8 @@ def test_clustr_training_step_compiles_with_inductor_at_two_sizes():
                    reason='torch 2.14.1 inductor cannot compile, with symbolic sizes (dynamic=None on a second size, '
                    'or dynamic=True), the training step of a depthwise conv on a channels-last view '
                    '("cannot determine truth value of Relational": it orders strides such as 64*s27*s53 < 64); '
-                   "ClusTR's FFN and Context Clusters hit this class of failure: mmengine configs use "
-                   'compile=dict(dynamic=False). XPASS = fixed upstream: docs/deployment.md')
+                   "ClusTR's FFN, Context Clusters, ClusterFormer and the kMaX ConvNeXt hit this class of failure: "
+                   'mmengine configs use compile=dict(dynamic=False). XPASS = fixed upstream: docs/deployment.md')
 def test_inductor_dynamic_shapes_channels_last_conv_upstream_bug():
     torch.manual_seed(0)
     fc1, dwconv = torch.nn.Linear(32, 64), torch.nn.Conv2d(64, 64, 3, 1, 1, groups=64)
