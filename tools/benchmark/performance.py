@@ -66,17 +66,17 @@ import torch
 import torch.nn as nn
 
 from mmcluster.benchmark.measure import PRECISIONS, check_device, machine_description, resolve_clock, synchronize
-from mmcluster.deployment.compile_check import (COMPILE_MODES, disable_randomness, largest_grad_difference,
-                                                 restore_randomness, torch_compile_mode, forward_backward)
+from mmcluster.deployment.compile_check import (COMPILE_MODES, disable_randomness, forward_backward,
+                                                 largest_grad_difference, restore_randomness, torch_compile_mode)
 from mmcluster.utils.timing import CLOCKS, interleaved_ms
 
 REPO = Path(__file__).resolve().parents[2]
 #: autocast dtype of each ``--precision`` (None: no autocast)
 AUTOCAST_DTYPES = PRECISIONS['cuda']
-#: published inference throughput, images per second (the CoC paper's Table 1: a V100, batch 128, 224^2)
 #: the timed modes of a target, and those timed against the training step's floor (3x the forward's MACs)
 MODES = ('forward', 'train', 'compiled', 'train-compiled')
 TRAINING_MODES = ('train', 'train-compiled')
+#: published inference throughput, images per second (the CoC paper's Table 1: a V100, batch 128, 224^2)
 PUBLISHED_IMG_S = {'coc-tiny': 518.4, 'coc-small': 513.0, 'coc-medium': 325.2}
 
 

@@ -126,31 +126,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configs = [Path(c) for c in args.configs] + (toy_configs(REPO) if args.toy_configs else [])
     for config in configs:
         jobs.append((config.stem, lambda config=config: build_config_model(config)))
+    x2 = torch.randn(1, 3, *args.shape2, generator=torch.Generator().manual_seed(1))  # --train's second size
     results = []
     for name, make in jobs:
         print(f'[compile_check] {name} ...', file=sys.stderr, flush=True)
-        if args.train:
-            x2 = torch.randn(1, 3, *args.shape2, generator=torch.Generator().manual_seed(1))
-            try:
-                model = make()
-            except Exception as e:
-                results.append(CompileResult(name=name, backend=args.backend, error=f'build: {type(e).__name__}: {e}'))
-                continue
-            result = compile_train_check(name, model, [x, x2], backend=args.backend, rounds=args.rounds,
-                                         timing=not args.no_timing, mode=torch_compile_mode(args.mode),
-                                         dynamic=None if args.dynamic else False)
-            results.append(result)
-            print(f'[compile_check] {name}: {result.error or "ok"}', file=sys.stderr, flush=True)
-            continue
         try:
             model = make()
-            samples = example_data_samples(model, shape)
-            wrapper = DeployWrapper(model, samples, assignments=not args.no_assignments)
+            if not args.train:
+                samples = example_data_samples(model, shape)
+                wrapper = DeployWrapper(model, samples, assignments=not args.no_assignments)
         except Exception as e:  # a model that cannot be built is a row, not a crash
             results.append(CompileResult(name=name, backend=args.backend, error=f'build: {type(e).__name__}: {e}'))
             continue
-        result = compile_check(name, wrapper, x, backend=args.backend, rounds=args.rounds, timing=not args.no_timing,
-                               freezing=args.freezing, mode=torch_compile_mode(args.mode))
+        if args.train:
+            result = compile_train_check(name, model, [x, x2], backend=args.backend, rounds=args.rounds,
+                                         timing=not args.no_timing, mode=torch_compile_mode(args.mode),
+                                         dynamic=None if args.dynamic else False)
+        else:
+            result = compile_check(name, wrapper, x, backend=args.backend, rounds=args.rounds,
+                                   timing=not args.no_timing, freezing=args.freezing,
+                                   mode=torch_compile_mode(args.mode))
         results.append(result)
         print(f'[compile_check] {name}: {result.error or "ok"}', file=sys.stderr, flush=True)
     sizes = f'1x3x{shape[0]}x{shape[1]}' + (f' then 1x3x{args.shape2[0]}x{args.shape2[1]}' if args.train else '')
